@@ -1,0 +1,30 @@
+"""owa-builders: HuggingFace dataset builders for OWAMcap desktop recordings.
+
+Importing the package registers its builders with `datasets`, so that
+
+    import owa_builders, datasets
+    datasets.load_dataset("owa_events", "desktop", data_dir="recordings/")
+
+runs our builder with datasets' own caching, ``num_proc`` and streaming.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ._registry import BUILDERS, builder_class, register_builders
+from .accounting import Accounting
+from .hf import read_accounting
+
+__version__ = "0.1.0"
+__all__ = ["Accounting", "BUILDERS", "builder_class", "read_accounting", "register_builders"]
+
+_logger = logging.getLogger("owa_builders")
+if not _logger.handlers:  # show build summaries by default; an application's own logging config wins
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(message)s"))
+    _logger.addHandler(_handler)
+    _logger.setLevel(logging.INFO)
+    _logger.propagate = False
+
+register_builders()

@@ -1,0 +1,58 @@
+"""Registering our builder modules in datasets' packaged-modules table, by module path.
+
+datasets keys its cache on the hash registered here, so the hash covers the builder module *and* every
+library module whose code decides that builder's rows: editing any of them misses the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+from pathlib import Path
+
+import datasets.packaged_modules
+
+_PACKAGE = Path(__file__).resolve().parent
+
+# builder name -> library parts (relative to owa_builders/) whose code affects its rows
+BUILDERS: dict[str, tuple[str, ...]] = {
+    "owa_events": ("recordings", "events", "accounting.py", "hf.py"),
+}
+
+
+def module_path(name: str) -> str:
+    return f"owa_builders.builders.{name}.{name}"
+
+
+def _sources(name: str) -> list[Path]:
+    spec = importlib.util.find_spec(module_path(name))
+    files = [Path(spec.origin)]
+    for part in BUILDERS[name]:
+        path = _PACKAGE / part
+        files.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
+    return files
+
+
+def code_hash(name: str) -> str:
+    digest = hashlib.sha256()
+    for path in _sources(name):
+        digest.update(path.relative_to(path.parents[1]).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def register_builders() -> None:
+    """Make `datasets.load_dataset("owa_events", ...)` (and the other stages) find our builders."""
+    for name in BUILDERS:
+        datasets.packaged_modules._PACKAGED_DATASETS_MODULES[name] = (module_path(name), code_hash(name))
+
+
+def builder_class(name: str) -> type[datasets.DatasetBuilder]:
+    """The builder class of a stage, for `builder_class("owa_events")(config_name=..., data_dir=...)`."""
+    if name not in BUILDERS:
+        raise ValueError(f"unknown builder {name!r}; ours are {sorted(BUILDERS)}")
+    module = importlib.import_module(module_path(name))
+    return next(
+        value for value in vars(module).values()
+        if isinstance(value, type) and issubclass(value, datasets.ArrowBasedBuilder) and value.__module__ == module.__name__
+    )

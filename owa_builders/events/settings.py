@@ -1,0 +1,59 @@
+"""What the events stage does to a recording, as one dataclass.
+
+The owa_events builder config *is* an `EventsSettings` (it inherits these fields), so a named config,
+a keyword override in `load_dataset(...)` and a YAML file under ``configs/`` all set the same fields.
+Values are plain YAML-friendly types; `validate()` turns mistakes into errors that name the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+BadFilesPolicy = Literal["error", "warn", "skip"]
+RATE_POLICIES = ("drop", "aggregate", "uniform")
+
+
+@dataclass
+class EventsSettings:
+    # Topic filter: keep only these topics (None keeps all), then drop these.
+    topics: list[str] | None = None
+    drop_topics: list[str] = field(default_factory=list)
+    # Per-topic rate limits: {"screen": {"hz": 20}, "mouse/raw": {"hz": 20, "policy": "aggregate"}}.
+    # Policies: "drop" (default; one event per 1/hz slot), "aggregate" (mouse/raw: sum plain moves per
+    # slot), "uniform" (keyboard: auto-repeat replaced by presses at hz while a key is held).
+    rate_limits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Which parts of each episode to keep: "whole", or an expression of
+    # {"inactivity": {...}}, {"start_stop_keys": {...}}, {"and"|"or": [...]}, {"minus": [a, b]}.
+    intervals: Any = "whole"
+    # Train/test split by episode: "auto" uses train/ and test/ folders when the recordings have them,
+    # else test_size (a fraction < 1, or a count of episodes; 0 = no test split).
+    split_by: Literal["auto", "folders", "test_size"] = "auto"
+    test_size: float = 0
+    split_seed: int = 0
+    # What to do with a recording that cannot be converted (datasets' parquet convention).
+    on_bad_files: BadFilesPolicy = "error"
+    # Accept screen media referenced by URL, absolute path, or a path leaving the recordings folder.
+    allow_external_media: bool = False
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field whose value cannot work."""
+        from .intervals import parse_intervals
+
+        if self.on_bad_files not in ("error", "warn", "skip"):
+            raise ValueError(f"on_bad_files must be 'error', 'warn' or 'skip', not {self.on_bad_files!r}")
+        if self.split_by not in ("auto", "folders", "test_size"):
+            raise ValueError(f"split_by must be 'auto', 'folders' or 'test_size', not {self.split_by!r}")
+        if self.test_size < 0 or (self.test_size >= 1 and self.test_size != int(self.test_size)):
+            raise ValueError(f"test_size must be a fraction in [0, 1) or a whole count, not {self.test_size!r}")
+        for topic, limit in self.rate_limits.items():
+            if not isinstance(limit, dict) or set(limit) - {"hz", "policy"} or "hz" not in limit:
+                raise ValueError(f"rate_limits[{topic!r}] must be {{'hz': number, 'policy': name}}, not {limit!r}")
+            if not limit["hz"] > 0:
+                raise ValueError(f"rate_limits[{topic!r}]['hz'] must be > 0, not {limit['hz']!r}")
+            if limit.get("policy", "drop") not in RATE_POLICIES:
+                raise ValueError(f"rate_limits[{topic!r}]['policy'] must be one of {RATE_POLICIES}")
+        parse_intervals(self.intervals)
+
+    def keeps_topic(self, topic: str) -> bool:
+        return (self.topics is None or topic in self.topics) and topic not in self.drop_topics

@@ -1,0 +1,227 @@
+"""The events stage: one episode in, event rows (and their accounting) out.
+
+Two streaming passes over the MCAP, neither of which decodes JSON it does not need:
+
+1. survey: checks the whole file before any row leaves (format, CRCs, profile, message types of kept
+   topics, time order, screen media references) and lets the interval extractors watch the messages;
+2. rows: topic filter → intervals → rate-limit policies, in time order, emitted as Arrow tables.
+
+A file that fails the survey therefore yields no rows at all, so skipping bad files never leaves half
+an episode behind. Rows are ordered by timestamp, ties by position in the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from ..accounting import Accounting
+from ..recordings.episodes import Episode, check_channel, check_media_uri, open_episode
+from ..recordings.errors import BadRecordingError, MediaReferenceError, TimeOrderError
+from ..recordings.mcap_scan import ChannelInfo, MessageBatch
+from .intervals import IntervalSet, WholeEpisode, end_batch, parse_intervals
+from .rate_limits import make_policy
+from .settings import EventsSettings
+
+SCREEN_MESSAGE_TYPE = "desktop/ScreenCaptured"
+EVENT_SCHEMA = pa.schema([
+    ("episode_path", pa.string()),
+    ("topic", pa.string()),
+    ("timestamp_ns", pa.int64()),
+    ("message_type", pa.string()),
+    ("mcap_message", pa.binary()),
+])
+ROWS_PER_TABLE = 16_384
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What the first pass learned about an episode."""
+
+    message_count: int
+    start_ns: int | None
+    end_ns: int | None
+    intervals: IntervalSet | None  # None: keep the whole episode
+
+
+def survey_episode(episode: Episode, settings: EventsSettings) -> Survey:
+    """Check the whole file and compute its intervals; raises BadRecordingError naming the problem."""
+    extractor = parse_intervals(settings.intervals)
+    needs_intervals = not isinstance(extractor, WholeEpisode)
+    checked: set[int] = set()
+    media_uris: set[str] = set()
+    count, start, last = 0, None, None
+    with open_episode(episode) as scanner:
+        for batch in scanner.iter_batches():
+            if not len(batch):
+                continue
+            times = batch.log_times
+            backwards = np.nonzero(np.diff(times) < 0)[0]
+            if last is not None and times[0] < last:
+                _time_goes_backwards(episode, scanner.channels, batch, count, -1, last)
+            if len(backwards):
+                _time_goes_backwards(episode, scanner.channels, batch, count, int(backwards[0]), None)
+            start = int(times[0]) if start is None else start
+            last = int(times[-1])
+            for channel_id in np.unique(batch.channel_ids).tolist():
+                channel = scanner.channels[channel_id]
+                kept = settings.keeps_topic(channel.topic)
+                if kept and channel_id not in checked:
+                    check_channel(episode, channel)
+                    checked.add(channel_id)
+                screen = kept and channel.schema_name == SCREEN_MESSAGE_TYPE
+                if not (needs_intervals or screen):
+                    continue
+                indices = np.nonzero(batch.channel_ids == channel_id)[0]
+                if screen:
+                    _check_screen_media(episode, batch, indices, media_uris, settings.allow_external_media)
+                extractor.observe(channel, times[indices], batch, indices)
+            end_batch(extractor)
+            count += len(batch)
+    intervals = extractor.finish(start, last) if needs_intervals and start is not None else None
+    return Survey(count, start, last, intervals)
+
+
+def _time_goes_backwards(episode, channels, batch: MessageBatch, before: int, position: int, previous) -> None:
+    later = position + 1
+    previous = int(batch.log_times[position]) if previous is None else previous
+    topic = channels[int(batch.channel_ids[later])].topic
+    raise TimeOrderError(
+        episode.path,
+        f"log time goes backwards at message #{before + later} (topic {topic!r}): "
+        f"{int(batch.log_times[later])} < {previous} ns; OWAMcap recordings are written in time order",
+    )
+
+
+def _check_screen_media(episode, batch: MessageBatch, indices, seen: set[str], allow_external: bool) -> None:
+    for index in indices.tolist():
+        try:
+            uri = orjson.loads(batch.payload(index))["media_ref"]["uri"]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as error:
+            raise MediaReferenceError(episode.path, f"screen message without a readable media_ref.uri ({error})")
+        if uri not in seen:
+            check_media_uri(episode, uri, allow_external)
+            seen.add(uri)
+
+
+class _Rows:
+    """Rows waiting to be emitted: merged in (timestamp, file position) order, released below a watermark."""
+
+    def __init__(self):
+        self.times: list[int] = []
+        self.orders: list[int] = []
+        self.channels: list[int] = []
+        self.payloads: list[bytes] = []
+
+    def add(self, time: int, order: int, channel: int, payload: bytes) -> None:
+        self.times.append(time)
+        self.orders.append(order)
+        self.channels.append(channel)
+        self.payloads.append(payload)
+
+    def release(self, watermark: int | None) -> list[tuple[int, int, int, bytes]]:
+        rows = sorted(zip(self.times, self.orders, self.channels, self.payloads))
+        cut = len(rows) if watermark is None else next((i for i, row in enumerate(rows) if row[0] >= watermark), len(rows))
+        self.__init__()
+        for row in rows[cut:]:
+            self.add(*row)
+        return rows[:cut]
+
+
+def iter_episode_tables(
+    episode: Episode, settings: EventsSettings, accounting: Accounting, rows_per_table: int = ROWS_PER_TABLE
+) -> Iterator[pa.Table]:
+    """Convert one episode to event rows (tables of `EVENT_SCHEMA`), adding its counts to `accounting`."""
+    survey = survey_episode(episode, settings)
+    counts = Accounting(episodes=1)
+    policies = {topic: make_policy(limit) for topic, limit in settings.rate_limits.items()}
+    topic_channel: dict[str, int] = {}  # a channel of each topic, for rows a policy makes
+    pending = _Rows()
+    out: list[tuple[int, int, int, bytes]] = []
+    seen = 0
+    with open_episode(episode) as scanner:
+        for batch in scanner.iter_batches():
+            _route_batch(batch, seen, scanner.channels, settings, survey.intervals, policies, topic_channel,
+                         counts, pending)
+            seen += len(batch)
+            holdbacks = [h for h in (policy.holdback() for policy in policies.values()) if h is not None]
+            out.extend(pending.release(min(holdbacks, default=None)))
+            while len(out) >= rows_per_table:
+                yield _table(episode, scanner.channels, out[:rows_per_table])
+                del out[:rows_per_table]
+        for topic, channel_id in topic_channel.items():
+            if topic in policies:
+                _add_policy_output(policies[topic].flush(), channel_id, counts.topic(topic), pending)
+        out.extend(pending.release(None))
+        if out:
+            yield _table(episode, scanner.channels, out)
+    if seen != survey.message_count:
+        raise BadRecordingError(episode.path, f"file changed during conversion ({survey.message_count} → {seen} messages)")
+    counts.check()
+    accounting.add(counts)
+
+
+def _route_batch(batch, first_order, channels, settings, intervals, policies, topic_channel, counts, pending) -> None:
+    times = batch.log_times
+    orders = np.arange(first_order, first_order + len(batch), dtype=np.int64)
+    inside = intervals.contains(times) if intervals is not None else None
+    by_topic: dict[str, list[int]] = {}
+    for channel_id in np.unique(batch.channel_ids).tolist():
+        by_topic.setdefault(channels[channel_id].topic, []).append(channel_id)
+    for topic, channel_ids in by_topic.items():
+        indices = np.nonzero(np.isin(batch.channel_ids, channel_ids))[0]
+        topic_counts = counts.topic(topic)
+        topic_counts.read += len(indices)
+        if not settings.keeps_topic(topic):
+            topic_counts.dropped["topic_filter"] += len(indices)
+            continue
+        topic_channel.setdefault(topic, channel_ids[0])
+        if inside is not None:
+            inside_indices = indices[inside[indices]]
+            topic_counts.dropped["outside_intervals"] += len(indices) - len(inside_indices)
+            indices = inside_indices
+        policy = policies.get(topic)
+        if policy is None:
+            kept = indices
+        else:
+            output = policy.apply(times[indices].tolist(), orders[indices].tolist(),
+                                  lambda position: batch.payload(int(indices[position])))
+            kept = indices[output.keep]
+            _add_policy_output(output, topic_channel[topic], topic_counts, pending)
+        topic_counts.kept += len(kept)
+        for index, time, order, channel_id in zip(kept.tolist(), times[kept].tolist(), orders[kept].tolist(),
+                                                  batch.channel_ids[kept].tolist()):
+            pending.add(time, order, channel_id, batch.payload(index))
+
+
+def _add_policy_output(output, channel_id: int, topic_counts, pending: _Rows) -> None:
+    topic_counts.kept += len(output.made) - output.synthesized
+    topic_counts.synthesized += output.synthesized
+    topic_counts.dropped.update(output.dropped)
+    for time, order, payload in output.made:
+        pending.add(time, order, channel_id, payload)
+
+
+def _table(episode: Episode, channels: dict[int, ChannelInfo], rows) -> pa.Table:
+    times, _, channel_ids, payloads = zip(*rows)
+    return pa.Table.from_arrays(
+        [
+            pa.array([episode.relative_path] * len(rows), pa.string()),
+            pa.array([channels[c].topic for c in channel_ids], pa.string()),
+            pa.array(times, pa.int64()),
+            pa.array([channels[c].schema_name for c in channel_ids], pa.string()),
+            pa.array(payloads, pa.binary()),
+        ],
+        schema=EVENT_SCHEMA,
+    )
+
+
+def convert_episode(episode: Episode, settings: EventsSettings) -> tuple[pa.Table, Accounting]:
+    """One episode's rows as a single table, with its accounting (for tools and distributed engines)."""
+    accounting = Accounting()
+    tables = list(iter_episode_tables(episode, settings, accounting))
+    return (pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()), accounting

@@ -1,0 +1,123 @@
+"""What our three builders share on top of datasets' `ArrowBasedBuilder`.
+
+- The recordings are ours to list: every ``*.mcap`` under ``data_dir``, whatever datasets' split
+  inference would make of folder and file names. That list, with each file's size and mtime, is the
+  ``data_files`` datasets hashes, so adding, removing or modifying a recording misses the cache.
+- Bad recordings follow ``on_bad_files`` ("error" | "warn" | "skip"); skips are counted.
+- Each episode's accounting is written beside the shards as it is converted (in whichever worker
+  process converts it) and merged into ``owa_accounting.json`` in the dataset's cache folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+import datasets
+import pyarrow as pa
+from datasets.builder import Key
+from datasets.data_files import DataFilesDict, DataFilesList
+from datasets.download.streaming_download_manager import StreamingDownloadManager
+
+from ._registry import code_hash
+from .accounting import Accounting
+from .recordings.episodes import Episode, find_episodes
+from .recordings.errors import BadRecordingError
+
+logger = logging.getLogger("owa_builders")
+ACCOUNTING_FILE = "owa_accounting.json"
+_ACCOUNTING_PARTS = "owa_accounting_parts"
+
+
+def recordings_data_files(data_dir: str | os.PathLike) -> DataFilesDict:
+    """All recordings under data_dir, with size and mtime so that any change changes the hash."""
+    paths = [episode.path for episode in find_episodes(data_dir)]
+    stats = [os.stat(path) for path in paths]
+    return DataFilesDict({"recordings": DataFilesList(paths, [(str(s.st_size), str(s.st_mtime_ns)) for s in stats])})
+
+
+class RecordingsBuilder(datasets.ArrowBasedBuilder):
+    """Base of the owa_* builders: recordings discovery, bad-file policy and accounting."""
+
+    def __init__(self, *args, data_dir: str | None = None, data_files=None, hash: str | None = None, **kwargs):
+        # load_dataset passes the registered hash; a builder made from its class computes the same one
+        hash = hash or code_hash(datasets.builder.camelcase_to_snakecase(type(self).__name__))
+        if data_dir is not None:
+            data_dir = os.path.abspath(os.path.expanduser(data_dir))
+            data_files = recordings_data_files(data_dir)
+        super().__init__(*args, data_dir=data_dir, data_files=data_files, hash=hash, **kwargs)
+        self.config.validate()  # datasets sets keyword overrides on a copy of the named config
+
+    def _recordings(self) -> list[Episode]:
+        if not self.config.data_dir:
+            raise ValueError(f"{self.name}: pass data_dir= (the folder holding the recordings)")
+        episodes = [Episode(path, self.config.data_dir) for path in self.config.data_files["recordings"]]
+        if not episodes:
+            raise FileNotFoundError(f"{self.config.data_dir}: no *.mcap recordings found")
+        return episodes
+
+    def _accounting_dir(self, dl_manager) -> str | None:
+        """Where workers leave per-episode accounting; None when streaming (nothing is written)."""
+        if isinstance(dl_manager, StreamingDownloadManager):
+            return None
+        return os.path.join(self._output_dir, _ACCOUNTING_PARTS)
+
+    def _convert_episodes(
+        self,
+        episodes: list[tuple[int, Episode]],
+        split: str,
+        accounting_dir: str | None,
+        convert: Callable[[Episode, Accounting], Iterator[pa.Table]],
+    ) -> Iterator[tuple[Key, pa.Table]]:
+        """Run `convert` on each (index, episode), applying on_bad_files and saving each episode's accounting."""
+        for shard, (index, episode) in enumerate(episodes):
+            accounting = Accounting()
+            started = False
+            try:
+                for table_index, table in enumerate(convert(episode, accounting)):
+                    started = True
+                    yield Key(shard, table_index), table
+            except BadRecordingError as error:
+                if started or self.config.on_bad_files == "error":
+                    raise
+                log = logger.warning if self.config.on_bad_files == "warn" else logger.info
+                log("skipping bad recording %s", error)
+                accounting.skip(episode.relative_path, error.reason, error.problem)
+            if accounting_dir is not None:
+                os.makedirs(accounting_dir, exist_ok=True)
+                Path(accounting_dir, f"{split}-{index:06d}.json").write_text(accounting.to_json())
+
+    def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
+        super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+        parts = Path(self._output_dir, _ACCOUNTING_PARTS)
+        by_split: dict[str, Accounting] = {}
+        for part in sorted(parts.glob("*.json")):
+            split = part.name.rsplit("-", 1)[0]
+            by_split.setdefault(split, Accounting()).add(Accounting.from_dict(json.loads(part.read_text())))
+            part.unlink()
+        if parts.exists():
+            parts.rmdir()
+        total = Accounting()
+        for accounting in by_split.values():
+            total.add(accounting)
+        total.check()
+        record = {"builder": self.name, "config": self.config.name,
+                  "splits": {name: a.to_dict() for name, a in by_split.items()}, "total": total.to_dict()}
+        Path(self._output_dir, ACCOUNTING_FILE).write_text(json.dumps(record, indent=1))
+        logger.info("%s/%s accounting:\n%s", self.name, self.config.name, total.summary())
+
+
+def read_accounting(dataset: datasets.Dataset | datasets.DatasetDict) -> dict:
+    """The accounting stored with a dataset built by one of our builders (from its cache folder)."""
+    if isinstance(dataset, datasets.DatasetDict):
+        dataset = next(iter(dataset.values()))
+    if not dataset.cache_files:
+        raise ValueError("this dataset has no cache files (in memory or streamed): no accounting was stored")
+    folder = Path(dataset.cache_files[0]["filename"]).parent
+    path = folder / ACCOUNTING_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no accounting (was this dataset built by an owa_builders builder?)")
+    return json.loads(path.read_text())

@@ -1,0 +1,108 @@
+"""Episodes: finding recordings under a root folder and checking what a conversion relies on.
+
+An episode is one ``.mcap`` file. Its screen messages reference media (usually a video beside it) by a
+uri relative to the file's folder; conversion never opens that media, but it does check that every
+reference resolves to a file inside the recordings' root unless the user allowed external media.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path, PurePosixPath
+
+from .errors import LegacySchemaError, MediaReferenceError, UnknownMessageTypeError, WrongProfileError
+from .mcap_scan import ChannelInfo, McapScanner
+
+OWA_PROFILE = "owa"
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """One recording: ``path`` is the .mcap file, ``root`` the folder the dataset was built from."""
+
+    path: str
+    root: str
+
+    @property
+    def relative_path(self) -> str:
+        """The episode's name in datasets: its posix path relative to the root."""
+        return Path(os.path.relpath(self.path, self.root)).as_posix()
+
+
+def find_episodes(root: str | os.PathLike) -> list[Episode]:
+    """Every ``*.mcap`` under ``root`` (recursive), sorted by relative path. Hidden files and folders are skipped."""
+    root = os.path.abspath(root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"{root}: recordings folder not found")
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        found.extend(os.path.join(folder, name) for name in files if name.endswith(".mcap") and not name.startswith("."))
+    return sorted((Episode(path, root) for path in found), key=lambda episode: episode.relative_path)
+
+
+def open_episode(episode: Episode) -> McapScanner:
+    """Open an episode's MCAP, refusing files that are not OWAMcap."""
+    scanner = McapScanner(episode.path)
+    if scanner.profile != OWA_PROFILE:
+        scanner.close()
+        raise WrongProfileError(
+            episode.path, f"MCAP profile is {scanner.profile!r}, not {OWA_PROFILE!r}: not an OWAMcap recording"
+        )
+    return scanner
+
+
+@cache
+def _known_message_types() -> frozenset[str]:
+    from owa.core import MESSAGES
+
+    return frozenset(MESSAGES.keys())
+
+
+def check_channel(episode: Episode, channel: ChannelInfo) -> None:
+    """Refuse channels whose message type a consumer of the dataset could not decode."""
+    name = channel.schema_name
+    if "/" not in name and "." in name:
+        raise LegacySchemaError(
+            episode.path,
+            f"topic {channel.topic!r} uses the legacy schema name {name!r} (OWAMcap before 0.5); "
+            "migrate the recording with the OWA tools (`owl mcap migrate`) first",
+        )
+    if name not in _known_message_types():
+        raise UnknownMessageTypeError(
+            episode.path,
+            f"topic {channel.topic!r} has message type {name!r}, which owa-msgs does not define "
+            f"(known: {', '.join(sorted(_known_message_types()))}); drop the topic or install the package defining it",
+        )
+
+
+def check_media_uri(episode: Episode, uri: str, allow_external: bool) -> None:
+    """Check one media uri of a screen message: inside the root and present, or external and allowed."""
+    if uri.startswith("data:"):
+        return  # embedded in the message itself
+    if _URL.match(uri) or os.path.isabs(uri) or _WINDOWS_ABSOLUTE.match(uri):
+        if not allow_external:
+            raise MediaReferenceError(
+                episode.path,
+                f"screen media uri {uri!r} points outside the recordings (URL or absolute path); "
+                "pass allow_external_media=True to accept it",
+            )
+        if not _URL.match(uri) and not os.path.exists(uri):
+            raise MediaReferenceError(episode.path, f"screen media {uri!r} does not exist")
+        return
+    target = os.path.join(os.path.dirname(episode.path), *PurePosixPath(uri.replace("\\", "/")).parts)
+    root = os.path.realpath(episode.root)
+    inside = os.path.commonpath([root, os.path.realpath(target)]) == root
+    if not inside and not allow_external:
+        raise MediaReferenceError(
+            episode.path,
+            f"screen media uri {uri!r} leaves the recordings folder {episode.root}; "
+            "pass allow_external_media=True to accept it",
+        )
+    if not os.path.isfile(target):
+        raise MediaReferenceError(episode.path, f"screen media {uri!r} is missing (looked for {target})")
