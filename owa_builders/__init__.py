@@ -14,10 +14,12 @@ import logging
 
 from ._registry import BUILDERS, builder_class, register_builders
 from .accounting import Accounting
-from .hf import read_accounting
+from .hf import read_accounting, read_dataset_metadata
 
 __version__ = "0.1.0"
-__all__ = ["Accounting", "BUILDERS", "builder_class", "read_accounting", "register_builders"]
+__all__ = [
+    "Accounting", "BUILDERS", "builder_class", "read_accounting", "read_dataset_metadata", "register_builders",
+]
 
 _logger = logging.getLogger("owa_builders")
 if not _logger.handlers:  # show build summaries by default; an application's own logging config wins

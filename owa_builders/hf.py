@@ -5,11 +5,14 @@
   ``data_files`` datasets hashes, so adding, removing or modifying a recording misses the cache.
 - Bad recordings follow ``on_bad_files`` ("error" | "warn" | "skip"); skips are counted.
 - Each episode's accounting is written beside the shards as it is converted (in whichever worker
-  process converts it) and merged into ``owa_accounting.json`` in the dataset's cache folder.
+  process converts it) and merged into ``owa_dataset.json`` in the dataset's cache folder, with what
+  else a consumer needs to know about the dataset: builder, config values, the recordings' root
+  (media uris resolve against it), and whatever a builder adds in `_dataset_metadata()`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -28,7 +31,7 @@ from .recordings.episodes import Episode, find_episodes
 from .recordings.errors import BadRecordingError
 
 logger = logging.getLogger("owa_builders")
-ACCOUNTING_FILE = "owa_accounting.json"
+METADATA_FILE = "owa_dataset.json"
 _ACCOUNTING_PARTS = "owa_accounting_parts"
 
 
@@ -104,20 +107,36 @@ class RecordingsBuilder(datasets.ArrowBasedBuilder):
         for accounting in by_split.values():
             total.add(accounting)
         total.check()
-        record = {"builder": self.name, "config": self.config.name,
-                  "splits": {name: a.to_dict() for name, a in by_split.items()}, "total": total.to_dict()}
-        Path(self._output_dir, ACCOUNTING_FILE).write_text(json.dumps(record, indent=1))
+        metadata = {
+            "builder": self.name,
+            "config": self.config.name,
+            "version": str(self.config.version),
+            "settings": {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)
+                         if f.name not in ("name", "version", "data_dir", "data_files", "description")},
+            "recordings_root": self.config.data_dir,
+            "accounting": {"splits": {name: a.to_dict() for name, a in by_split.items()}, "total": total.to_dict()},
+            **self._dataset_metadata(),
+        }
+        Path(self._output_dir, METADATA_FILE).write_text(json.dumps(metadata, indent=1, default=str))
         logger.info("%s/%s accounting:\n%s", self.name, self.config.name, total.summary())
 
+    def _dataset_metadata(self) -> dict:
+        """Builder-specific entries for owa_dataset.json (e.g. the fsl tokenizer's vocabulary hash)."""
+        return {}
 
-def read_accounting(dataset: datasets.Dataset | datasets.DatasetDict) -> dict:
-    """The accounting stored with a dataset built by one of our builders (from its cache folder)."""
+
+def read_dataset_metadata(dataset: datasets.Dataset | datasets.DatasetDict) -> dict:
+    """The owa_dataset.json stored with a dataset built by one of our builders (found via its cache files)."""
     if isinstance(dataset, datasets.DatasetDict):
         dataset = next(iter(dataset.values()))
     if not dataset.cache_files:
-        raise ValueError("this dataset has no cache files (in memory or streamed): no accounting was stored")
-    folder = Path(dataset.cache_files[0]["filename"]).parent
-    path = folder / ACCOUNTING_FILE
+        raise ValueError("this dataset has no cache files (in memory or streamed): no metadata was stored")
+    path = Path(dataset.cache_files[0]["filename"]).parent / METADATA_FILE
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no accounting (was this dataset built by an owa_builders builder?)")
+        raise FileNotFoundError(f"{path}: not found (was this dataset built by an owa_builders builder?)")
     return json.loads(path.read_text())
+
+
+def read_accounting(dataset: datasets.Dataset | datasets.DatasetDict) -> dict:
+    """Where every input message went: {"splits": {name: counts}, "total": counts}."""
+    return read_dataset_metadata(dataset)["accounting"]
