@@ -1,0 +1,118 @@
+"""Event rows for the later stages (fsl, binned), one episode at a time.
+
+A later stage's ``data_dir`` holds either
+
+- recordings (``*.mcap``): they are converted with a named events config through the owa_events builder,
+  so stage 1's cache is shared with anyone else who built the same events config; or
+- an event dataset written by stage 1: a `save_to_disk` folder, or parquet files.
+
+Either way the result is, per split, a list of `EpisodeRows`: the contiguous row range of one episode
+in a memory-mapped dataset. They pickle as file references, so `num_proc` workers (or another engine)
+can each read their own episodes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import datasets
+import numpy as np
+import pyarrow as pa
+from datasets.data_files import DataFilesDict, DataFilesList
+
+from ..hf import METADATA_FILE, read_dataset_metadata, recordings_data_files
+from ..recordings.episodes import find_episodes
+from .stage import EVENT_SCHEMA
+
+InputKind = Literal["recordings", "saved_dataset", "parquet"]
+
+
+@dataclass(frozen=True)
+class EpisodeRows:
+    """The event rows of one episode: rows [start, stop) of one split, ordered by time."""
+
+    dataset: datasets.Dataset
+    start: int
+    stop: int
+    episode_path: str
+
+    def table(self) -> pa.Table:
+        return self.dataset.data.table.slice(self.start, self.stop - self.start)
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class EventSplits:
+    splits: dict[str, list[EpisodeRows]]
+    events_metadata: dict[str, Any]  # owa_dataset.json of the event dataset ({} when it had none)
+
+
+def input_kind(data_dir: str | os.PathLike) -> InputKind:
+    """What a later stage's data_dir holds; ValueError when it is none of what we read."""
+    folder = Path(data_dir)
+    if find_episodes(folder):
+        return "recordings"
+    if (folder / "dataset_dict.json").exists() or (folder / "state.json").exists():
+        return "saved_dataset"
+    if any(folder.rglob("*.parquet")):
+        return "parquet"
+    raise ValueError(f"{folder}: holds neither recordings (*.mcap) nor an event dataset (save_to_disk folder or parquet)")
+
+
+def input_data_files(data_dir: str | os.PathLike) -> DataFilesDict:
+    """The files whose change must rebuild a later stage: the recordings, or the event dataset's files."""
+    if input_kind(data_dir) == "recordings":
+        return recordings_data_files(data_dir)
+    paths = sorted(str(p) for p in Path(data_dir).rglob("*") if p.is_file())
+    stats = [os.stat(path) for path in paths]
+    return DataFilesDict({"events": DataFilesList(paths, [(str(s.st_size), str(s.st_mtime_ns)) for s in stats])})
+
+
+def load_event_splits(
+    data_dir: str | os.PathLike,
+    events_config: str,
+    events_overrides: dict[str, Any] | None = None,
+    cache_dir: str | None = None,
+) -> EventSplits:
+    """Event rows per split and episode, converting recordings with ``events_config`` if need be."""
+    kind = input_kind(data_dir)
+    if kind == "recordings":
+        built = datasets.load_dataset(
+            "owa_events", events_config, data_dir=str(data_dir), cache_dir=cache_dir, **(events_overrides or {})
+        )
+        metadata = read_dataset_metadata(built)
+    else:
+        if kind == "saved_dataset":
+            built = datasets.load_from_disk(str(data_dir))
+        else:
+            built = datasets.load_dataset("parquet", data_dir=str(data_dir), cache_dir=cache_dir)
+        sidecar = Path(data_dir, METADATA_FILE)
+        metadata = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+    if isinstance(built, datasets.Dataset):
+        built = datasets.DatasetDict({"train": built})
+    return EventSplits({name: episode_rows(split, f"{data_dir} [{name}]") for name, split in built.items()}, metadata)
+
+
+def episode_rows(dataset: datasets.Dataset, where: str) -> list[EpisodeRows]:
+    """Cut a split into episodes; refuse an event dataset whose rows are not grouped by episode."""
+    missing = set(EVENT_SCHEMA.names) - set(dataset.column_names)
+    if missing:
+        raise ValueError(f"{where}: not an event dataset, columns {sorted(missing)} are missing")
+    if dataset._indices is not None:  # a selected or shuffled view: rows must be read in stored order
+        dataset = dataset.flatten_indices()
+    paths = dataset.data.table.column("episode_path").combine_chunks()
+    if len(paths) == 0:
+        return []
+    codes = pa.compute.dictionary_encode(paths).indices.to_numpy(zero_copy_only=False)
+    starts = np.concatenate(([0], np.nonzero(np.diff(codes))[0] + 1))
+    names = [paths[int(i)].as_py() for i in starts]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{where}: rows of one episode are not contiguous (the event dataset is not ordered by episode)")
+    stops = np.append(starts[1:], len(paths))
+    return [EpisodeRows(dataset, int(a), int(b), name) for a, b, name in zip(starts, stops, names)]
