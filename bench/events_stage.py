@@ -1,0 +1,124 @@
+"""Events stage speed and memory on reference-profile recordings.
+
+    .venv/bin/python bench/events_stage.py [--minutes 10] [--memory-minutes 10 60]
+
+Reports, for one process and the `desktop` config: the realtime factor (recording seconds per wall
+second) of the stage alone and of a whole `load_dataset` build, the ratio to a bare iteration of the same
+file with the `mcap` library's reader, and peak RSS of the stage for recordings of different lengths
+(each measured in a fresh process). Recordings are synthesized once into bench/out/ (no video pixels:
+conversion never opens the video, so an empty placeholder stands in for it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def recording(minutes: int) -> Path:
+    from owa_builders.synth import SynthProfile, synthesize_episode
+
+    folder = OUT / f"reference_{minutes}min"
+    path = folder / "episode.mcap"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = synthesize_episode(path, SynthProfile(duration_s=minutes * 60, video=False, seed=0))
+        (folder / manifest.video_uri).write_bytes(b"")  # referenced, never opened
+    return path
+
+
+def best_of(repeats: int, run) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def desktop_settings():
+    from owa_builders.events.settings import EventsSettings
+
+    return EventsSettings(
+        topics=["screen", "keyboard", "mouse/raw"],
+        rate_limits={"screen": {"hz": 20, "policy": "drop"}, "mouse/raw": {"hz": 20, "policy": "aggregate"}},
+        intervals={"inactivity": {"screen_gap_s": 1.0, "input_gap_s": 5.0}},
+    )
+
+
+def convert_once(path: Path) -> int:
+    from owa_builders.accounting import Accounting
+    from owa_builders.events.stage import iter_episode_tables
+    from owa_builders.recordings.episodes import Episode
+
+    return sum(t.num_rows for t in iter_episode_tables(Episode(str(path), str(path.parent)), desktop_settings(), Accounting()))
+
+
+def speed(minutes: int, repeats: int) -> dict:
+    import datasets
+    from mcap.reader import make_reader
+
+    import owa_builders  # noqa: F401  (registers the builders)
+
+    path = recording(minutes)
+    seconds = minutes * 60
+
+    def bare_reader():
+        with open(path, "rb") as f:
+            for _ in make_reader(f).iter_messages():
+                pass
+
+    stage = best_of(repeats, lambda: convert_once(path))
+    reader = best_of(repeats, bare_reader)
+
+    def build():
+        with tempfile.TemporaryDirectory() as cache:
+            datasets.load_dataset("owa_events", "desktop", data_dir=str(path.parent), cache_dir=cache)
+
+    whole = best_of(repeats, build)
+    return {
+        "recording_minutes": minutes,
+        "file_mb": round(path.stat().st_size / 1e6, 1),
+        "rows": convert_once(path),
+        "stage_s": round(stage, 3),
+        "stage_realtime_x": round(seconds / stage),
+        "load_dataset_s": round(whole, 3),
+        "load_dataset_realtime_x": round(seconds / whole),
+        "mcap_reader_s": round(reader, 3),
+        "reader_over_stage": round(reader / stage, 1),
+    }
+
+
+def peak_rss_mb(minutes: int) -> float:
+    """Peak RSS of converting one recording, in a fresh process."""
+    path = recording(minutes)
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import events_stage; events_stage.convert_once(__import__('pathlib').Path({str(path)!r}))"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run([sys.executable, "-c", code], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(after, before) / 1024, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--memory-minutes", type=int, nargs="*", default=[10, 60])
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    print(json.dumps(speed(args.minutes, args.repeats), indent=1))
+    for minutes in args.memory_minutes:  # ascending, so each child's peak is its own
+        print(json.dumps({"recording_minutes": minutes, "stage_peak_rss_mb": peak_rss_mb(minutes)}))
+
+
+if __name__ == "__main__":
+    main()
