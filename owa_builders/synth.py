@@ -429,8 +429,8 @@ def _held_key(rng: random.Random, start_ns: int) -> list[tuple[int, str, int]]:
     release_ns = start_ns + _random_ns(rng, 700, 2000)
     events = [(start_ns, "press", vk)]
     repeat_ns = start_ns + AUTO_REPEAT_DELAY_NS
-    while repeat_ns < release_ns:
-        events.append((repeat_ns + _random_ns(rng, 0, 1), "press", vk))
+    while (jittered_ns := repeat_ns + _random_ns(rng, 0, 1)) < release_ns:  # every repeat before the release
+        events.append((jittered_ns, "press", vk))
         repeat_ns += AUTO_REPEAT_INTERVAL_NS
     events.append((release_ns, "release", vk))
     return events

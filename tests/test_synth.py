@@ -288,3 +288,12 @@ def test_profile_validation():
         SynthProfile(video_size=(63, 48))
     with pytest.raises(ValueError):
         SynthProfile(screen_hz=500, screen_jitter_ms=4)
+
+
+def test_hour_of_typing_stays_in_time_order(tmp_path):
+    """Regression: an auto-repeat jittered past its key's release once put a press after the release."""
+    profile = SynthProfile(duration_s=3600, screen_hz=0, raw_mouse_hz=0, mouse_hz=0, state_hz=0, video=False, seed=0)
+    manifest = synthesize_episode(tmp_path / "typing.mcap", profile)
+    with open(manifest.mcap_path, "rb") as f:
+        times = [message.log_time for _, _, message in make_reader(f).iter_messages(log_time_order=False)]
+    assert times == sorted(times) and len(times) == manifest.message_counts["keyboard"]
