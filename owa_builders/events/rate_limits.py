@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import orjson
@@ -50,15 +50,15 @@ class SlotClock:
         return True
 
 
-Payload = Callable[[int], bytes]
-
-
 class DropLimiter:
+    reads_payloads = False  # decides on timestamps alone
+
     def __init__(self, hz: float):
         self.clock = SlotClock(hz)
 
-    def apply(self, times: list[int], orders: list[int], payload: Payload) -> PolicyOutput:
-        keep = np.fromiter((self.clock.new_slot(time) for time in times), dtype=bool, count=len(times))
+    def apply(self, times: list[int], orders: list[int], payloads: list[bytes] | None) -> PolicyOutput:
+        new_slot = self.clock.new_slot
+        keep = np.fromiter(map(new_slot, times), dtype=bool, count=len(times))
         return PolicyOutput(keep, dropped=Counter({"rate_limit": int(len(times) - keep.sum())}))
 
     def holdback(self) -> int | None:
@@ -73,6 +73,8 @@ def _raw_move_payload(dx: int, dy: int) -> bytes:
 
 
 class MouseAggregator:
+    reads_payloads = True
+
     def __init__(self, hz: float):
         self.clock = SlotClock(hz)
         self._group: list[Any] | None = None  # [first_time, last_time, last_order, dx, dy, count, first_payload]
@@ -86,13 +88,13 @@ class MouseAggregator:
         output.dropped["merged_by_aggregation"] += count - 1
         self._group = None
 
-    def apply(self, times: list[int], orders: list[int], payload: Payload) -> PolicyOutput:
+    def apply(self, times: list[int], orders: list[int], payloads: list[bytes]) -> PolicyOutput:
         keep = np.zeros(len(times), dtype=bool)
         output = PolicyOutput(keep)
-        for position, (time, order) in enumerate(zip(times, orders)):
-            raw = payload(position)
+        new_slot, loads = self.clock.new_slot, orjson.loads
+        for position, (time, order, raw) in enumerate(zip(times, orders, payloads)):
             try:
-                message = orjson.loads(raw)
+                message = loads(raw)
                 plain_move = not (message.get("us_flags") or message.get("button_flags") or message.get("button_data"))
                 dx, dy = int(message["last_x"]), int(message["last_y"])
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
@@ -102,12 +104,11 @@ class MouseAggregator:
                 self._close_group(output)
                 keep[position] = True
                 continue
-            if self.clock.new_slot(time):
+            group = self._group
+            if new_slot(time) or group is None:
                 self._close_group(output)
-            if self._group is None:
                 self._group = [time, time, order, dx, dy, 1, raw]
             else:
-                group = self._group
                 group[1], group[2] = time, order
                 group[3] += dx
                 group[4] += dy
@@ -124,6 +125,8 @@ class MouseAggregator:
 
 
 class KeyboardUniform:
+    reads_payloads = True
+
     def __init__(self, hz: float):
         self.period = int(round(_NS_PER_S / hz))
         self._held: dict[int, tuple[int, int]] = {}  # vk -> (first press time, its order key)
@@ -136,13 +139,13 @@ class KeyboardUniform:
             output.made.append((time, order, payload))
             output.synthesized += 1
 
-    def apply(self, times: list[int], orders: list[int], payload: Payload) -> PolicyOutput:
+    def apply(self, times: list[int], orders: list[int], payloads: list[bytes]) -> PolicyOutput:
         keep = np.zeros(len(times), dtype=bool)
         output = PolicyOutput(keep)
-        for position, (time, order) in enumerate(zip(times, orders)):
+        for position, (time, order, raw) in enumerate(zip(times, orders, payloads)):
             self._last_time = time
             try:
-                message = orjson.loads(payload(position))
+                message = orjson.loads(raw)
                 vk, kind = int(message["vk"]), message["event_type"]
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 output.dropped["malformed_payload"] += 1

@@ -188,14 +188,13 @@ def _route_batch(batch, first_order, channels, settings, intervals, policies, to
         if policy is None:
             kept = indices
         else:
-            output = policy.apply(times[indices].tolist(), orders[indices].tolist(),
-                                  lambda position: batch.payload(int(indices[position])))
+            payloads = batch.payloads(indices) if policy.reads_payloads else None
+            output = policy.apply(times[indices].tolist(), orders[indices].tolist(), payloads)
             kept = indices[output.keep]
             _add_policy_output(output, topic_channel[topic], topic_counts, pending)
         topic_counts.kept += len(kept)
-        for index, time, order, channel_id in zip(kept.tolist(), times[kept].tolist(), orders[kept].tolist(),
-                                                  batch.channel_ids[kept].tolist()):
-            pending.add(time, order, channel_id, batch.payload(index))
+        for row in zip(times[kept].tolist(), orders[kept].tolist(), batch.channel_ids[kept].tolist(), batch.payloads(kept)):
+            pending.add(*row)
 
 
 def _add_policy_output(output, channel_id: int, topic_counts, pending: _Rows) -> None:
