@@ -14,11 +14,22 @@ import logging
 
 from ._registry import BUILDERS, builder_class, register_builders
 from .accounting import Accounting
+from .datasets_io import OwaDataset, OwaDatasetDict, load_from_disk, save_to_disk
 from .hf import read_accounting, read_dataset_metadata
+from .media import (
+    FslCollator,
+    LocalMediaRoot,
+    MediaRoot,
+    MissingFrameError,
+    auto_set_transform,
+    make_transform,
+)
 
 __version__ = "0.1.0"
 __all__ = [
     "Accounting", "BUILDERS", "builder_class", "read_accounting", "read_dataset_metadata", "register_builders",
+    "FslCollator", "LocalMediaRoot", "MediaRoot", "MissingFrameError", "OwaDataset", "OwaDatasetDict",
+    "auto_set_transform", "load_from_disk", "make_transform", "save_to_disk",
 ]
 
 _logger = logging.getLogger("owa_builders")

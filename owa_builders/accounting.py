@@ -1,7 +1,8 @@
 """Accounting: where every input message went.
 
 Per episode and topic: messages ``read``, ``kept`` (in the output, unchanged or as the representative
-of a merged group), ``dropped`` per named reason, and rows ``synthesized`` from no single input message.
+of a merged group), ``dropped`` per named reason, and rows ``synthesized`` from no single input message;
+``clamped`` counts, per named reason, values of kept messages changed to fit the output format.
 ``read == kept + sum(dropped)`` always holds (`check()`); files skipped as bad are listed with their
 reason. Stages fill it per episode; builders merge the episodes and store the total beside the dataset.
 """
@@ -20,16 +21,21 @@ class TopicCounts:
     kept: int = 0
     synthesized: int = 0
     dropped: Counter = field(default_factory=Counter)
+    clamped: Counter = field(default_factory=Counter)
 
     def add(self, other: TopicCounts) -> None:
         self.read += other.read
         self.kept += other.kept
         self.synthesized += other.synthesized
         self.dropped.update(other.dropped)
+        self.clamped.update(other.clamped)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"read": self.read, "kept": self.kept, "synthesized": self.synthesized,
-                "dropped": dict(sorted((k, v) for k, v in self.dropped.items() if v))}
+        counts = {"read": self.read, "kept": self.kept, "synthesized": self.synthesized,
+                  "dropped": dict(sorted((k, v) for k, v in self.dropped.items() if v))}
+        if +self.clamped:  # only stages that change values report it
+            counts["clamped"] = dict(sorted((+self.clamped).items()))
+        return counts
 
 
 @dataclass
@@ -78,7 +84,8 @@ class Accounting:
         accounting = cls(episodes=data["episodes"], skipped_files=list(data["skipped_files"]))
         for name, counts in data["topics"].items():
             accounting.topics[name] = TopicCounts(
-                counts["read"], counts["kept"], counts["synthesized"], Counter(counts["dropped"])
+                counts["read"], counts["kept"], counts["synthesized"], Counter(counts["dropped"]),
+                Counter(counts.get("clamped", {})),
             )
         return accounting
 
@@ -92,9 +99,10 @@ class Accounting:
         for name in sorted(self.topics) + ["TOTAL"]:
             counts = self.totals() if name == "TOTAL" else self.topics[name]
             reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.dropped.items()) if n)
+            clamps = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.clamped.items()) if n)
             extra = f" (+{counts.synthesized} synthesized)" if counts.synthesized else ""
             lines.append(f"  {name:<{width}}  read {counts.read:>9}  kept {counts.kept:>9}{extra}"
-                         + (f"  dropped: {reasons}" if reasons else ""))
+                         + (f"  dropped: {reasons}" if reasons else "") + (f"  clamped: {clamps}" if clamps else ""))
         for skipped in self.skipped_files:
             lines.append(f"  SKIPPED {skipped['path']} [{skipped['reason']}]: {skipped['problem']}")
         return "\n".join(lines)

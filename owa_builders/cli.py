@@ -12,9 +12,7 @@ Exit codes: 0 done, 1 the input could not be converted (the message names the fi
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-from pathlib import Path
 
 import yaml
 
@@ -34,7 +32,6 @@ def _build(args: argparse.Namespace) -> int:
 
     import owa_builders
     from owa_builders.config_files import read_config_file
-    from owa_builders.hf import METADATA_FILE
 
     if args.config:
         kwargs = read_config_file(args.config).load_dataset_kwargs()
@@ -46,9 +43,7 @@ def _build(args: argparse.Namespace) -> int:
     kwargs.update(dict(args.set or []))
     dataset = datasets.load_dataset(**kwargs, data_dir=args.data_dir, num_proc=args.num_proc, cache_dir=args.cache_dir)
     if args.output_dir:
-        dataset.save_to_disk(args.output_dir)
-        metadata = Path(dataset[next(iter(dataset))].cache_files[0]["filename"]).parent / METADATA_FILE
-        shutil.copy(metadata, Path(args.output_dir) / METADATA_FILE)  # the saved dataset keeps its metadata
+        owa_builders.save_to_disk(dataset, args.output_dir)  # with owa_dataset.json (and the fsl tokenizer)
     for split, rows in dataset.items():
         print(f"{split}: {rows.num_rows} rows")
     if args.output_dir:

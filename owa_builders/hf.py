@@ -45,12 +45,15 @@ def recordings_data_files(data_dir: str | os.PathLike) -> DataFilesDict:
 class RecordingsBuilder(datasets.ArrowBasedBuilder):
     """Base of the owa_* builders: recordings discovery, bad-file policy and accounting."""
 
+    # The files data_dir holds whose change must rebuild the dataset (a later stage may read an event dataset)
+    _input_files = staticmethod(recordings_data_files)
+
     def __init__(self, *args, data_dir: str | None = None, data_files=None, hash: str | None = None, **kwargs):
         # load_dataset passes the registered hash; a builder made from its class computes the same one
         hash = hash or code_hash(datasets.builder.camelcase_to_snakecase(type(self).__name__))
         if data_dir is not None:
             data_dir = os.path.abspath(os.path.expanduser(data_dir))
-            data_files = recordings_data_files(data_dir)
+            data_files = self._input_files(data_dir)
         super().__init__(*args, data_dir=data_dir, data_files=data_files, hash=hash, **kwargs)
         self.config.validate()  # datasets sets keyword overrides on a copy of the named config
 
@@ -125,13 +128,18 @@ class RecordingsBuilder(datasets.ArrowBasedBuilder):
         return {}
 
 
-def read_dataset_metadata(dataset: datasets.Dataset | datasets.DatasetDict) -> dict:
-    """The owa_dataset.json stored with a dataset built by one of our builders (found via its cache files)."""
+def dataset_folder(dataset: datasets.Dataset | datasets.DatasetDict) -> Path:
+    """The folder of a built dataset's files, where our builders leave what goes with its rows."""
     if isinstance(dataset, datasets.DatasetDict):
         dataset = next(iter(dataset.values()))
     if not dataset.cache_files:
-        raise ValueError("this dataset has no cache files (in memory or streamed): no metadata was stored")
-    path = Path(dataset.cache_files[0]["filename"]).parent / METADATA_FILE
+        raise ValueError("this dataset has no cache files (in memory or streamed): nothing was stored with it")
+    return Path(dataset.cache_files[0]["filename"]).parent
+
+
+def read_dataset_metadata(dataset: datasets.Dataset | datasets.DatasetDict) -> dict:
+    """The owa_dataset.json stored with a dataset built by one of our builders (found via its cache files)."""
+    path = dataset_folder(dataset) / METADATA_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found (was this dataset built by an owa_builders builder?)")
     return json.loads(path.read_text())

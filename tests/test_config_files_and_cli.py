@@ -63,7 +63,7 @@ def test_cli_build_saves_the_dataset_with_its_metadata(recordings, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "train:" in result.stdout and "test:" in result.stdout and "TOTAL" in result.stdout
     saved = datasets.load_from_disk(str(out))
-    assert set(saved) == {"train", "test"} and (out / "owa_dataset.json").exists()
+    assert set(saved) == {"train", "test"} and owa_builders.read_dataset_metadata(saved)["config"] == "desktop"
 
 
 def test_cli_names_the_bad_file_and_exits_1(recordings, tmp_path):

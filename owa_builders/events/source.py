@@ -87,16 +87,23 @@ def load_event_splits(
             "owa_events", events_config, data_dir=str(data_dir), cache_dir=cache_dir, **(events_overrides or {})
         )
         metadata = read_dataset_metadata(built)
+    elif kind == "saved_dataset":  # saved by owa_builders.save_to_disk, its metadata is beside each split
+        built = datasets.load_from_disk(str(data_dir))
+        metadata = _metadata_if_any(built)
     else:
-        if kind == "saved_dataset":
-            built = datasets.load_from_disk(str(data_dir))
-        else:
-            built = datasets.load_dataset("parquet", data_dir=str(data_dir), cache_dir=cache_dir)
+        built = datasets.load_dataset("parquet", data_dir=str(data_dir), cache_dir=cache_dir)
         sidecar = Path(data_dir, METADATA_FILE)
         metadata = json.loads(sidecar.read_text()) if sidecar.exists() else {}
     if isinstance(built, datasets.Dataset):
         built = datasets.DatasetDict({"train": built})
     return EventSplits({name: episode_rows(split, f"{data_dir} [{name}]") for name, split in built.items()}, metadata)
+
+
+def _metadata_if_any(dataset) -> dict[str, Any]:
+    try:
+        return read_dataset_metadata(dataset)
+    except FileNotFoundError:  # an event dataset saved by datasets itself carries none
+        return {}
 
 
 def episode_rows(dataset: datasets.Dataset, where: str) -> list[EpisodeRows]:

@@ -1,0 +1,11 @@
+"""The training-time side: frames decoded lazily from the videos rows reference, transforms, collators."""
+
+from .collate import FslCollator
+from .frames import FrameLoader, FrameRequest, MissingFrameError
+from .roots import LocalMediaRoot, MediaRoot
+from .transforms import auto_set_transform, make_transform
+
+__all__ = [
+    "FrameLoader", "FrameRequest", "FslCollator", "LocalMediaRoot", "MediaRoot", "MissingFrameError",
+    "auto_set_transform", "make_transform",
+]

@@ -81,10 +81,14 @@ def check_channel(episode: Episode, channel: ChannelInfo) -> None:
         )
 
 
-def check_media_uri(episode: Episode, uri: str, allow_external: bool) -> None:
-    """Check one media uri of a screen message: inside the root and present, or external and allowed."""
+def locate_media(episode: Episode, uri: str, allow_external: bool) -> str:
+    """Where a screen message's media uri points: a local path, or the uri itself if it is a URL or embedded.
+
+    Relative uris resolve against the episode's folder. Uris that leave the recordings' root (URLs,
+    absolute paths, ``../`` or a symlink out) are refused unless `allow_external`. Nothing is opened.
+    """
     if uri.startswith("data:"):
-        return  # embedded in the message itself
+        return uri  # embedded in the message itself
     if _URL.match(uri) or os.path.isabs(uri) or _WINDOWS_ABSOLUTE.match(uri):
         if not allow_external:
             raise MediaReferenceError(
@@ -92,10 +96,10 @@ def check_media_uri(episode: Episode, uri: str, allow_external: bool) -> None:
                 f"screen media uri {uri!r} points outside the recordings (URL or absolute path); "
                 "pass allow_external_media=True to accept it",
             )
-        if not _URL.match(uri) and not os.path.exists(uri):
-            raise MediaReferenceError(episode.path, f"screen media {uri!r} does not exist")
-        return
-    target = os.path.join(os.path.dirname(episode.path), *PurePosixPath(uri.replace("\\", "/")).parts)
+        return uri
+    target = os.path.normpath(
+        os.path.join(os.path.dirname(episode.path), *PurePosixPath(uri.replace("\\", "/")).parts)
+    )
     root = os.path.realpath(episode.root)
     inside = os.path.commonpath([root, os.path.realpath(target)]) == root
     if not inside and not allow_external:
@@ -104,5 +108,13 @@ def check_media_uri(episode: Episode, uri: str, allow_external: bool) -> None:
             f"screen media uri {uri!r} leaves the recordings folder {episode.root}; "
             "pass allow_external_media=True to accept it",
         )
+    return target
+
+
+def check_media_uri(episode: Episode, uri: str, allow_external: bool) -> None:
+    """Check one media uri of a screen message: inside the root and present, or external and allowed."""
+    target = locate_media(episode, uri, allow_external)
+    if target.startswith("data:") or _URL.match(target):
+        return  # embedded, or a URL not worth a request at conversion time
     if not os.path.isfile(target):
         raise MediaReferenceError(episode.path, f"screen media {uri!r} is missing (looked for {target})")

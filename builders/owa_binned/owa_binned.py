@@ -1,0 +1,75 @@
+"""owa_binned: time-binned state/action steps (RLDS / LeRobot style), one row per bin of an episode.
+
+    datasets.load_dataset("owa_binned", "10fps", data_dir="recordings/")      # converted by owa_events first
+    datasets.load_dataset("owa_binned", "10fps", data_dir="event-dataset/")   # an event dataset, as it is
+
+The binning lives in `owa_builders.binned`; this module only names configs and wires splits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import datasets
+
+from owa_builders.binned.settings import BinnedSettings
+from owa_builders.binned.stage import BINNED_SCHEMA, iter_binned_tables, topic_message_types
+from owa_builders.events.source import input_data_files, load_event_splits
+from owa_builders.hf import RecordingsBuilder
+
+FPS_CONFIGS = (5, 10, 20)
+
+
+@dataclass
+class OwaBinnedConfig(datasets.BuilderConfig, BinnedSettings):
+    """A named binned config; every BinnedSettings field can be overridden by keyword."""
+
+
+class OwaBinned(RecordingsBuilder):
+    BUILDER_CONFIG_CLASS = OwaBinnedConfig
+    BUILDER_CONFIGS = [
+        OwaBinnedConfig(
+            name=f"{fps}fps",
+            version=datasets.Version("1.0.0"),
+            description=f"Bins of 1/{fps} s: the screen frame(s) of each bin (the latest carried forward) "
+                        "and its keyboard and mouse events.",
+            fps=fps,
+        )
+        for fps in FPS_CONFIGS
+    ]
+    DEFAULT_CONFIG_NAME = "10fps"
+    _input_files = staticmethod(input_data_files)
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description=self.config.description,
+            features=datasets.Features.from_arrow_schema(BINNED_SCHEMA),
+        )
+
+    def _split_generators(self, dl_manager):
+        if not self.config.data_dir:
+            raise ValueError(f"{self.name}: pass data_dir= (recordings, or an event dataset)")
+        source = load_event_splits(self.config.data_dir, self.config.events_config, self.config.events_kwargs(),
+                                   cache_dir=self._cache_dir_root)
+        self._events = source
+        self._message_types = topic_message_types(source.splits, self.config)
+        accounting_dir = self._accounting_dir(dl_manager)
+        return [
+            datasets.SplitGenerator(
+                name=split,
+                gen_kwargs={"episodes": list(enumerate(rows)), "split": split, "accounting_dir": accounting_dir},
+            )
+            for split, rows in source.splits.items()
+        ]
+
+    def _generate_tables(self, episodes, split, accounting_dir):
+        convert = lambda rows, accounting: iter_binned_tables(rows, self.config, accounting)  # noqa: E731
+        yield from self._convert_episodes(episodes, split, accounting_dir, convert)
+
+    def _dataset_metadata(self) -> dict:
+        events = self._events.events_metadata
+        return {
+            "recordings_root": events.get("recordings_root"),  # where the screen media uris resolve
+            "message_types": self._message_types,
+            "events": {key: events.get(key) for key in ("builder", "config", "settings", "accounting")},
+        }

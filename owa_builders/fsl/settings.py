@@ -1,0 +1,116 @@
+"""What the fsl stage does to an episode's events, as one dataclass.
+
+The owa_fsl builder config *is* an `FslSettings` (it inherits these fields), so a named config and a keyword
+override in `load_dataset(...)` set the same fields. `validate()` names the field at fault.
+
+The model family is never guessed: a named config (`MODEL_CONFIGS`) names the tokenizer *and* its image
+pattern; a custom setup must give both. (The reference picked the pattern from ``AutoConfig.model_type``,
+treating every non-InternVL model as SmolVLM; a local tokenizer folder has no model config to read.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ..events.settings import BadFilesPolicy, EventsSettings
+from .encoders import ENCODERS
+from .tokenizer import IMAGE_PATTERNS, ImagePattern
+
+# Named configs: the model's tokenizer on the Hub and its family's image pattern.
+MODEL_CONFIGS: dict[str, dict[str, str]] = {
+    "internvl3": {"tokenizer": "OpenGVLab/InternVL3-1B-hf", "image_pattern": "internvl"},
+    "internvl3_5": {"tokenizer": "OpenGVLab/InternVL3_5-1B-HF", "image_pattern": "internvl"},
+    "smolvlm2": {"tokenizer": "HuggingFaceTB/SmolVLM2-256M-Video-Instruct", "image_pattern": "smolvlm"},
+}
+
+
+@dataclass
+class FslSettings:
+    # The tokenizer: a Hub name or a local folder (AutoTokenizer.from_pretrained).
+    tokenizer: str | None = None
+    # How one screen image is spelled in tokens: a family of IMAGE_PATTERNS ("internvl", "smolvlm") or
+    # {"prefix": str, "token": str, "length": int, "suffix": str}. The tokenizer must have the token.
+    image_pattern: str | dict[str, Any] | None = None
+    # Event encoder: "factorized", "hierarchical" or "json".
+    encoder: str = "factorized"
+    # Tokens per row; every row is padded to it. An event longer than this is dropped (and counted).
+    max_length: int = 4096
+    # Padding token; None: the tokenizer's pad token, else its eos token.
+    pad_token: str | None = None
+    # Keep rows without any image (the seed drops them; their events are counted as dropped).
+    include_rows_without_images: bool = False
+    # At most this many images per row (None: as many as fit).
+    max_images_per_row: int | None = None
+    # Action events (of action_topics) are moved this much later (negative: earlier) before packing; the
+    # events are reordered by the new times and encoded with them, so tokens and order agree.
+    action_shift_ns: int = 0
+    action_topics: list[str] = field(default_factory=lambda: ["keyboard", "mouse/raw"])
+    # Store each row's text (the image pattern spelled out: most of the bytes of a dataset).
+    store_texts: bool = True
+    # When data_dir holds recordings: the owa_events named config (and keyword overrides) converting them
+    # first. Ignored when data_dir holds an event dataset, which is encoded as it is.
+    events_config: str = "desktop"
+    events_overrides: dict[str, Any] = field(default_factory=dict)
+    # Bad recordings are met by the events stage; this policy is passed on to it.
+    on_bad_files: BadFilesPolicy = "error"
+
+    @classmethod
+    def for_model(cls, model: str, **overrides: Any) -> FslSettings:
+        """The settings of a named config, with field overrides (e.g. ``tokenizer=<local folder>``)."""
+        if model not in MODEL_CONFIGS:
+            raise ValueError(f"unknown model config {model!r}; named configs: {', '.join(MODEL_CONFIGS)}")
+        return cls(**(MODEL_CONFIGS[model] | overrides))
+
+    def resolved_image_pattern(self) -> ImagePattern:
+        if isinstance(self.image_pattern, str):
+            return IMAGE_PATTERNS[self.image_pattern]
+        return ImagePattern(**self.image_pattern)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field whose value cannot work."""
+        if not self.tokenizer:
+            raise ValueError(
+                "tokenizer: name a tokenizer (Hub name or local folder), or use a named config: "
+                + ", ".join(MODEL_CONFIGS)
+            )
+        self._validate_image_pattern()
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {self.encoder!r}")
+        if not (type(self.max_length) is int and self.max_length > 0):
+            raise ValueError(f"max_length must be a positive int, not {self.max_length!r}")
+        if self.max_images_per_row is not None and not (
+            type(self.max_images_per_row) is int and self.max_images_per_row > 0
+        ):
+            raise ValueError(f"max_images_per_row must be None or a positive int, not {self.max_images_per_row!r}")
+        if type(self.action_shift_ns) is not int:
+            raise ValueError(f"action_shift_ns must be an int (nanoseconds), not {self.action_shift_ns!r}")
+        if self.on_bad_files not in ("error", "warn", "skip"):
+            raise ValueError(f"on_bad_files must be 'error', 'warn' or 'skip', not {self.on_bad_files!r}")
+        unknown = set(self.events_overrides) - {f.name for f in fields(EventsSettings)}
+        if unknown:
+            raise ValueError(f"events_overrides has keys that are no EventsSettings field: {sorted(unknown)}")
+
+    def _validate_image_pattern(self) -> None:
+        families = ", ".join(repr(name) for name in IMAGE_PATTERNS)
+        if self.image_pattern is None:
+            raise ValueError(
+                f"image_pattern: name the image pattern of {self.tokenizer!r}'s model ({families}) or give "
+                "{'prefix', 'token', 'length', 'suffix'}; it is never guessed"
+            )
+        if isinstance(self.image_pattern, str):
+            if self.image_pattern not in IMAGE_PATTERNS:
+                raise ValueError(f"image_pattern {self.image_pattern!r} is unknown; families: {families}")
+            return
+        keys = {f.name for f in fields(ImagePattern)}
+        if not isinstance(self.image_pattern, dict) or set(self.image_pattern) != keys:
+            raise ValueError(f"image_pattern must be a family ({families}) or a dict of {sorted(keys)}")
+        self.resolved_image_pattern().check()
+
+    def events_kwargs(self) -> dict[str, Any]:
+        """Keyword overrides of the events build. on_bad_files is passed only when not the default, so that
+        an unchanged events config shares stage 1's cache with everyone who built it."""
+        kwargs = dict(self.events_overrides)
+        if self.on_bad_files != EventsSettings.on_bad_files:
+            kwargs.setdefault("on_bad_files", self.on_bad_files)
+        return kwargs

@@ -1,0 +1,213 @@
+"""The fsl stage: one episode's event rows in, packed token rows (and their accounting) out.
+
+Per episode, in order: action events (``action_topics``) moved by ``action_shift_ns`` and all events
+re-sorted by time (stably; no shift, no reordering) → each event encoded at its (shifted) time, drops
+counted by reason → token ids (`FslTokenizer.event_ids`) → `packing.pack_episode` → rows without an image
+dropped unless kept → Arrow tables of `row_schema`. The episode is read in chunks of events; the open row
+carries over, so chunks never cut rows.
+
+An event shows at most one image: the screen frame its payload (a ScreenCaptured) references. The row's
+``images`` are those payloads, as stored by stage 1 (media uri relative to the episode's folder).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import chain
+from typing import NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..accounting import Accounting
+from ..events.source import EpisodeRows
+from .encoders import get_encoder
+from .packing import pack_episode
+from .settings import FslSettings
+from .tokenizer import FslTokenizer
+from .tokens import IMAGE_PLACEHOLDER
+
+EVENTS_PER_CHUNK = 256  # event rows read and encoded at a time: few live objects, so (almost) no GC passes
+ROWS_PER_TABLE = 64  # packed rows per emitted table
+
+ROW_WITHOUT_IMAGES = "row_without_images"  # drop reason of the events of such a row
+
+
+def row_schema(settings: FslSettings) -> pa.Schema:
+    """The rows' columns. Token ids are int32 and every row has exactly `max_length` of them."""
+    length = settings.max_length
+    fields = [
+        ("input_ids", pa.list_(pa.int32(), length)),
+        ("attention_mask", pa.list_(pa.int8(), length)),  # 1 for the row's tokens, 0 for padding
+    ]
+    if settings.store_texts:
+        fields.append(("texts", pa.string()))  # what was tokenized, image patterns spelled out
+    fields += [
+        ("images", pa.list_(pa.string())),  # ScreenCaptured JSON of each image, in order
+        ("episode_path", pa.string()),
+        ("first_timestamp_ns", pa.int64()),  # of the row's first and last events (after any action shift)
+        ("last_timestamp_ns", pa.int64()),
+        ("num_tokens", pa.int32()),  # before padding
+        ("num_events", pa.int32()),
+        ("num_images", pa.int32()),
+        ("event_offsets", pa.list_(pa.int32())),  # token offset where each event starts
+    ]
+    return pa.schema(fields)
+
+
+class _Event(NamedTuple):
+    """An encoded event, ready to pack."""
+
+    topic: str
+    timestamp_ns: int
+    ids: list[int]  # an image as one IMAGE_ID (expanded when the row is assembled)
+    length: int  # tokens, images expanded
+    images: int
+    image: str | None  # the ScreenCaptured JSON, when it shows one
+    text: str | None  # None unless texts are stored
+
+
+def iter_episode_tables(
+    rows: EpisodeRows,
+    settings: FslSettings,
+    tokenizer: FslTokenizer,
+    accounting: Accounting,
+    events_per_chunk: int = EVENTS_PER_CHUNK,
+    rows_per_table: int = ROWS_PER_TABLE,
+) -> Iterator[pa.Table]:
+    """Pack one episode's events (tables of `row_schema`), adding its counts to `accounting`."""
+    counts = Accounting(episodes=1)
+
+    def drop(event: _Event, reason: str) -> None:
+        counts.topic(event.topic).dropped[reason] += 1
+
+    events = _encoded_events(rows, settings, tokenizer, counts, events_per_chunk)
+    tables = _RowTables(rows.episode_path, settings, tokenizer)
+    for row in pack_episode(events, settings.max_length, settings.max_images_per_row, drop):
+        if settings.include_rows_without_images or any(event.images for event in row):
+            for event in row:
+                counts.topic(event.topic).kept += 1
+            tables.add(row)
+            if len(tables) == rows_per_table:
+                yield tables.take()
+        else:
+            for event in row:
+                drop(event, ROW_WITHOUT_IMAGES)
+    if len(tables):
+        yield tables.take()
+    counts.check()
+    accounting.add(counts)
+
+
+def event_order(table: pa.Table, settings: FslSettings) -> tuple[np.ndarray | None, np.ndarray]:
+    """(order, times): the row order to read events in (None: as stored) and their times in that order,
+    action events shifted by ``action_shift_ns``; ties keep the stored order."""
+    times = table.column("timestamp_ns").to_numpy()
+    if settings.action_shift_ns == 0:
+        return None, times
+    actions = pc.is_in(table.column("topic"), value_set=pa.array(settings.action_topics, pa.string()))
+    shifted = times + actions.to_numpy(zero_copy_only=False) * np.int64(settings.action_shift_ns)
+    order = np.argsort(shifted, kind="stable")
+    return order, shifted[order]
+
+
+def _encoded_events(
+    rows: EpisodeRows, settings: FslSettings, tokenizer: FslTokenizer, counts: Accounting, events_per_chunk: int
+) -> Iterator[_Event]:
+    """The episode's events in packing order, encoded; drops are counted as they happen."""
+    encoder = get_encoder(settings.encoder)
+    extra_image_tokens = len(tokenizer.image_ids) - 1
+    table = rows.table()
+    order, times = event_order(table, settings)
+    for start in range(0, table.num_rows, events_per_chunk):
+        stop = min(start + events_per_chunk, table.num_rows)
+        chunk = table.slice(start, stop - start) if order is None else table.take(order[start:stop])
+        kept = []
+        for topic, message_type, timestamp, message in zip(
+            chunk.column("topic").to_pylist(),
+            chunk.column("message_type").to_pylist(),
+            times[start:stop].tolist(),
+            chunk.column("mcap_message").to_pylist(),
+        ):
+            topic_counts = counts.topic(topic)
+            topic_counts.read += 1
+            encoded = encoder.encode(topic, message_type, timestamp, message,
+                                     dropped=topic_counts.dropped, clamped=topic_counts.clamped)
+            if encoded is not None:
+                kept.append((topic, timestamp, message, encoded))
+        ids = tokenizer.event_ids([encoded for *_, encoded in kept])
+        for (topic, timestamp, message, encoded), event_ids in zip(kept, ids):
+            shows_image = IMAGE_PLACEHOLDER in encoded.pieces
+            yield _Event(
+                topic,
+                timestamp,
+                event_ids,
+                len(event_ids) + extra_image_tokens * shows_image,
+                int(shows_image),
+                message.decode() if shows_image else None,
+                tokenizer.event_text(encoded) if settings.store_texts else None,
+            )
+
+
+class _RowTables:
+    """Packed rows of one episode as columns (each row compacted as it is added), taken as Arrow tables."""
+
+    def __init__(self, episode_path: str, settings: FslSettings, tokenizer: FslTokenizer) -> None:
+        self.episode_path = episode_path
+        self.schema = row_schema(settings)
+        self.max_length = settings.max_length
+        self.store_texts = settings.store_texts
+        self.tokenizer = tokenizer
+        self._start()
+
+    def _start(self) -> None:
+        self.ids: list[np.ndarray] = []
+        self.texts: list[str] = []
+        self.images: list[list[str]] = []
+        self.times: list[tuple[int, int]] = []
+        self.offsets: list[np.ndarray] = []  # token offset of each of a row's events
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add(self, row: list[_Event]) -> None:
+        ids = np.fromiter(chain.from_iterable(event.ids for event in row), dtype=np.int32)
+        self.ids.append(self.tokenizer.expand_images(ids))
+        if self.store_texts:
+            self.texts.append("".join(event.text for event in row))
+        self.images.append([event.image for event in row if event.images])
+        self.times.append((row[0].timestamp_ns, row[-1].timestamp_ns))
+        lengths = np.fromiter((event.length for event in row), dtype=np.int32, count=len(row))
+        self.offsets.append(np.cumsum(lengths, dtype=np.int32) - lengths)
+
+    def take(self) -> pa.Table:
+        """The rows added since the last take, as one table."""
+        count, length = len(self.ids), self.max_length
+        input_ids = np.full((count, length), self.tokenizer.pad_token_id, dtype=np.int32)
+        attention_mask = np.zeros((count, length), dtype=np.int8)
+        for index, ids in enumerate(self.ids):
+            input_ids[index, : len(ids)] = ids
+            attention_mask[index, : len(ids)] = 1
+        events = np.fromiter(map(len, self.offsets), dtype=np.int32, count=count)
+        columns = {
+            "input_ids": pa.FixedSizeListArray.from_arrays(pa.array(input_ids.ravel()), length),
+            "attention_mask": pa.FixedSizeListArray.from_arrays(pa.array(attention_mask.ravel()), length),
+        }
+        if self.store_texts:
+            columns["texts"] = pa.array(self.texts, pa.string())
+        first, last = zip(*self.times)
+        columns |= {
+            "images": pa.array(self.images, pa.list_(pa.string())),
+            "episode_path": pa.array([self.episode_path] * count, pa.string()),
+            "first_timestamp_ns": pa.array(first, pa.int64()),
+            "last_timestamp_ns": pa.array(last, pa.int64()),
+            "num_tokens": pa.array(np.fromiter(map(len, self.ids), dtype=np.int32, count=count)),
+            "num_events": pa.array(events),
+            "num_images": pa.array(np.fromiter(map(len, self.images), dtype=np.int32, count=count)),
+            "event_offsets": pa.ListArray.from_arrays(
+                np.concatenate((np.zeros(1, np.int32), np.cumsum(events, dtype=np.int32))), np.concatenate(self.offsets)
+            ),
+        }
+        self._start()
+        return pa.table(columns, schema=self.schema)

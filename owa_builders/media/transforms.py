@@ -1,0 +1,177 @@
+"""Dataset transforms: rows of any of our stages, ready for a model, decoded on access.
+
+    auto_set_transform(dataset, load_images=True)       # stage and recordings' root from the dataset
+    dataset[0]["images"]                                 # fsl: list of PIL images, in row order
+
+A transform is applied by datasets on every access (``set_transform``), to one row or a batch of rows;
+all frames of the call are decoded together (see `frames`). What each stage's rows become:
+
+- fsl: ``input_ids`` / ``attention_mask`` as int64 tensors; ``images`` as PIL images, or, with an
+  ``image_processor``, ``pixel_values`` in their place;
+- events: ``mcap_message`` as the decoded message (a dict) and ``image``: the frame of a screen event
+  (None for other events);
+- binned: ``state`` and ``actions`` as decoded messages and ``images``: the frames of the state.
+
+Other columns pass through. With ``missing_media="placeholder"`` each row also gets ``missing_frames``,
+how many of its frames are black placeholders. Transforms pickle (DataLoader workers).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import accumulate, pairwise
+from typing import Any, Literal
+
+import datasets
+import orjson
+from PIL import Image
+
+from ..events.stage import SCREEN_MESSAGE_TYPE
+from ..hf import read_dataset_metadata
+from .frames import FrameLoader, FrameRequest, MissingMedia
+from .roots import MediaRoot, media_root_for
+from .tensors import TensorType, as_tensor, check_tensor_type
+
+Stage = Literal["events", "fsl", "binned"]
+STAGE_OF_BUILDER: dict[str, Stage] = {"owa_events": "events", "owa_fsl": "fsl", "owa_binned": "binned"}
+
+
+def _decoded(payloads: Sequence[bytes | str]) -> list[dict]:
+    return [orjson.loads(payload) for payload in payloads]
+
+
+@dataclass(frozen=True)
+class _Transform:
+    frames: FrameLoader | None  # None: frames are not loaded
+
+    def _row_frames(self, out: dict, screens: Sequence[Sequence[Mapping]], as_pil: bool = True) -> list[list]:
+        """Each row's frames: PIL images (or RGB arrays) of its screen messages, all rows decoded in one call.
+
+        With placeholders allowed, each row's count of them goes to ``out["missing_frames"]``."""
+        paths = out["episode_path"]
+        requests = [FrameRequest(path, screen) for path, row in zip(paths, screens) for screen in row]
+        loaded = self.frames.load(requests)
+        images = [Image.fromarray(frame) for frame in loaded.frames] if as_pil else loaded.frames
+        rows = list(pairwise(accumulate(map(len, screens), initial=0)))  # each row's (start, end) in requests
+        if self.frames.missing_media == "placeholder":
+            out["missing_frames"] = [sum(start <= i < end for i in loaded.placeholders) for start, end in rows]
+        return [images[start:end] for start, end in rows]
+
+
+@dataclass(frozen=True)
+class FslTransform(_Transform):
+    """fsl rows: token tensors, and the row's frames as PIL images (or an image processor's pixel_values)."""
+
+    image_processor: Any = None  # e.g. a transformers image processor: called on each row's images
+    return_tensors: TensorType | None = None  # "pt" when torch is installed, else "np"
+
+    def __post_init__(self):
+        object.__setattr__(self, "return_tensors", check_tensor_type(self.return_tensors))
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        out = dict(batch)
+        for column in ("input_ids", "attention_mask"):
+            out[column] = [as_tensor(row, self.return_tensors) for row in batch[column]]
+        if self.frames is None:
+            return out
+        screens = [_decoded(row) for row in batch["images"]]
+        if self.image_processor is None:
+            out["images"] = self._row_frames(out, screens)
+        else:  # the processor takes the RGB arrays: no PIL images in between
+            del out["images"]
+            out["pixel_values"] = [self._pixel_values(frames) for frames in self._row_frames(out, screens, False)]
+        return out
+
+    def _pixel_values(self, frames: list):
+        if not frames:
+            return None
+        return self.image_processor(images=frames, return_tensors=self.return_tensors)["pixel_values"]
+
+
+@dataclass(frozen=True)
+class EventsTransform(_Transform):
+    """events rows: the decoded message, and the frame of screen events."""
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        out = dict(batch)
+        out["mcap_message"] = messages = _decoded(batch["mcap_message"])
+        if self.frames is not None:
+            screens = [[m] if t == SCREEN_MESSAGE_TYPE else [] for m, t in zip(messages, batch["message_type"])]
+            out["image"] = [frames[0] if frames else None for frames in self._row_frames(out, screens)]
+        return out
+
+
+@dataclass(frozen=True)
+class BinnedTransform(_Transform):
+    """binned rows: decoded state and actions, and the state's frames."""
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        out = dict(batch)
+        out["state"] = [_decoded(row) for row in batch["state"]]
+        out["actions"] = [_decoded(row) for row in batch["actions"]]
+        if self.frames is not None:
+            out["images"] = self._row_frames(out, out["state"])
+        return out
+
+
+def _metadata(dataset: datasets.Dataset) -> dict | None:
+    """The dataset's owa_dataset.json, or None for datasets without one (in memory, saved elsewhere)."""
+    try:
+        return read_dataset_metadata(dataset)
+    except (ValueError, FileNotFoundError):
+        return None
+
+
+def _checked_stage(stage: Stage | None, builder: str | None) -> Stage:
+    """`stage`, or the stage of the builder that made the dataset when None; refuses a mismatch."""
+    known = STAGE_OF_BUILDER.get(builder)
+    if stage is None:
+        if known is None:
+            raise ValueError("cannot tell which stage this dataset is from: pass stage='fsl', 'events' or 'binned'")
+        return known
+    if stage not in STAGE_OF_BUILDER.values():
+        raise ValueError(f"unknown stage {stage!r}; ours are 'fsl', 'events' and 'binned'")
+    if known is not None and known != stage:
+        raise ValueError(f"stage={stage!r}, but this dataset was built by {builder} (stage {known!r})")
+    return stage
+
+
+def make_transform(
+    dataset: datasets.Dataset | datasets.DatasetDict,
+    stage: Stage | None = None,
+    *,
+    load_images: bool = True,
+    media_root: str | os.PathLike | MediaRoot | None = None,
+    allow_external_media: bool = False,
+    missing_media: MissingMedia = "error",
+    image_processor: Any = None,
+    return_tensors: TensorType | None = None,
+    decoder: str = "tensorcodec",
+) -> FslTransform | EventsTransform | BinnedTransform:
+    """The transform for `dataset`'s rows (for ``set_transform``, ``with_transform`` or your own loop).
+
+    stage: inferred from the dataset when None. media_root: a folder (or a `MediaRoot`) overriding the
+    recordings' root the dataset carries; allow_external_media applies to folders given or carried.
+    missing_media: "error" (default) or "placeholder". image_processor and return_tensors ("pt" when
+    torch is installed, else "np") apply to fsl rows. decoder: mediaref's video backend.
+    """
+    split = next(iter(dataset.values())) if isinstance(dataset, datasets.DatasetDict) else dataset
+    metadata = _metadata(split)
+    stage = _checked_stage(stage, (metadata or {}).get("builder") or split.info.builder_name)
+    frames = None
+    if load_images:
+        frames = FrameLoader(media_root_for(metadata, media_root, allow_external_media), missing_media, decoder)
+    if stage == "fsl":
+        return FslTransform(frames, image_processor, return_tensors)
+    if image_processor is not None:
+        raise ValueError(f"image_processor applies to fsl rows, not {stage} rows")
+    return EventsTransform(frames) if stage == "events" else BinnedTransform(frames)
+
+
+def auto_set_transform(
+    dataset: datasets.Dataset | datasets.DatasetDict, stage: Stage | None = None, **options
+) -> None:
+    """Set the transform of `dataset`'s stage on it, in place like ``set_transform``; options: `make_transform`."""
+    dataset.set_transform(make_transform(dataset, stage, **options))

@@ -1,0 +1,111 @@
+"""auto_set_transform on datasets of each stage: what rows become, stage inference, pickling into DataLoader workers."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import datasets
+import numpy as np
+import orjson
+import pytest
+import torch
+from media_fixtures import frame_indices, load_events, load_fsl
+from torch.utils.data import DataLoader
+from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+import owa_builders
+from owa_builders.media import FslCollator, make_transform
+from owa_builders.synth import SynthProfile, frame_index_from_image, synthesize_recordings
+
+pytest_plugins = ["fsl_fixtures"]  # internvl_folder: the InternVL stand-in tokenizer
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("recordings")
+    synthesize_recordings(root, episodes=2, profile=SynthProfile(duration_s=3), layout="train_test")
+    return root
+
+
+@pytest.fixture(scope="module")
+def events(recordings, tmp_path_factory) -> datasets.DatasetDict:
+    return load_events(recordings, tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def fsl_path(recordings, internvl_folder, tmp_path_factory) -> Path:
+    """An owa_fsl dataset of both episodes (in train/ and test/ folders), saved to disk."""
+    path = tmp_path_factory.mktemp("fsl") / "dataset"
+    owa_builders.save_to_disk(load_fsl(recordings, tmp_path_factory.mktemp("cache"), internvl_folder), path)
+    return path
+
+
+def test_fsl_method_form_gives_tensors_and_images_in_row_order(fsl_path, recordings):
+    dataset = owa_builders.load_from_disk(fsl_path)
+    for split in ("train", "test"):
+        stored = dataset[split][:]
+        dataset[split].auto_set_transform(stage="fsl", load_images=True)
+        for index in range(len(dataset[split])):
+            row = dataset[split][index]
+            assert isinstance(row["input_ids"], torch.Tensor) and row["input_ids"].dtype == torch.int64
+            assert row["input_ids"].tolist() == stored["input_ids"][index]
+            assert row["attention_mask"].tolist() == stored["attention_mask"][index]
+            expected = frame_indices(recordings, row["episode_path"], stored["images"][index])
+            assert [frame_index_from_image(np.asarray(image)) for image in row["images"]] == expected
+            assert len(expected) == row["num_images"] > 0
+        assert len(dataset[split]) > 5 and {path.split("/")[0] for path in stored["episode_path"]} == {split}
+
+
+def test_stage_is_inferred_from_the_dataset(fsl_path, events):
+    fsl = owa_builders.load_from_disk(fsl_path)
+    fsl.auto_set_transform(load_images=False)  # the DatasetDict form: every split
+    assert isinstance(fsl["test"][0]["input_ids"], torch.Tensor) and isinstance(fsl["test"][0]["images"][0], str)
+    assert isinstance(events["train"].with_transform(make_transform(events["train"]))[0]["mcap_message"], dict)
+    with pytest.raises(ValueError, match="built by owa_events"):
+        make_transform(events["train"], stage="fsl")
+    with pytest.raises(ValueError, match="pass stage="):
+        make_transform(datasets.Dataset.from_dict({"input_ids": [[1]]}))
+
+
+def test_image_processor_gives_pixel_values_and_numpy_without_torch_tensors(fsl_path):
+    dataset = owa_builders.load_from_disk(fsl_path)["train"]
+    processor = SiglipImageProcessorPil(size={"height": 32, "width": 32})
+    row = dataset.with_transform(make_transform(dataset, image_processor=processor))[1]
+    assert "images" not in row and row["pixel_values"].shape == (dataset[1]["num_images"], 3, 32, 32)
+    images = dataset.with_transform(make_transform(dataset))[1]["images"]
+    assert torch.equal(row["pixel_values"], processor(images=images, return_tensors="pt")["pixel_values"])
+    as_numpy = dataset.with_transform(make_transform(dataset, image_processor=processor, return_tensors="np"))[1]
+    assert isinstance(as_numpy["input_ids"], np.ndarray) and as_numpy["input_ids"].dtype == np.int64
+    assert np.allclose(as_numpy["pixel_values"], row["pixel_values"].numpy())
+
+
+def test_binned_rows_get_state_frames_and_decoded_actions(recordings, tmp_path):
+    slow_screen = {"rate_limits": {"screen": {"hz": 5, "policy": "drop"}}}  # some bins carry the last frame
+    binned = datasets.load_dataset("owa_binned", "10fps", data_dir=str(recordings), cache_dir=str(tmp_path),
+                                   events_overrides=slow_screen)["test"]
+    stored = binned[:]
+    binned.set_transform(make_transform(binned))
+    rows = binned[:]
+    assert any(rows["state_carried"]) and sum(map(len, rows["images"])) > 10
+    for index, (state, images) in enumerate(zip(stored["state"], rows["images"])):
+        assert [frame_index_from_image(np.asarray(image)) for image in images] == frame_indices(
+            recordings, rows["episode_path"][index], state)
+        assert rows["state"][index] == [orjson.loads(screen) for screen in state]
+        assert rows["actions"][index] == [orjson.loads(action) for action in stored["actions"][index]]
+
+
+def test_transforms_pickle_into_dataloader_workers(fsl_path):
+    dataset = owa_builders.load_from_disk(fsl_path)["train"]
+    assert pickle.loads(pickle.dumps(make_transform(dataset))) == make_transform(dataset)
+    dataset.auto_set_transform()
+    collator = FslCollator.from_dataset(dataset)
+    in_process = list(DataLoader(dataset, batch_size=2, collate_fn=collator))
+    # spawn: each worker unpickles the dataset with its transform, as on platforms without fork
+    in_workers = list(DataLoader(dataset, batch_size=2, collate_fn=collator, num_workers=2,
+                                 multiprocessing_context="spawn"))
+    assert len(in_workers) == len(in_process) > 2
+    for ours, theirs in zip(in_process, in_workers):
+        assert torch.equal(ours["input_ids"], theirs["input_ids"]) and torch.equal(ours["labels"], theirs["labels"])
+        assert [[np.asarray(image).tolist() for image in row] for row in ours["images"]] == [
+            [np.asarray(image).tolist() for image in row] for row in theirs["images"]]
