@@ -35,27 +35,33 @@ METADATA_FILE = "owa_dataset.json"
 _ACCOUNTING_PARTS = "owa_accounting_parts"
 
 
-def recordings_data_files(data_dir: str | os.PathLike) -> DataFilesDict:
-    """All recordings under data_dir, with size and mtime so that any change changes the hash."""
-    paths = [episode.path for episode in find_episodes(data_dir)]
+def files_with_stamps(paths: list[str]) -> DataFilesList:
+    """Files with their size and mtime, so that datasets' hash of them changes when any of them changes."""
     stats = [os.stat(path) for path in paths]
-    return DataFilesDict({"recordings": DataFilesList(paths, [(str(s.st_size), str(s.st_mtime_ns)) for s in stats])})
+    return DataFilesList(paths, [(str(s.st_size), str(s.st_mtime_ns)) for s in stats])
+
+
+def recordings_data_files(data_dir: str | os.PathLike) -> DataFilesDict:
+    """All recordings under data_dir."""
+    return DataFilesDict({"recordings": files_with_stamps([episode.path for episode in find_episodes(data_dir)])})
 
 
 class RecordingsBuilder(datasets.ArrowBasedBuilder):
     """Base of the owa_* builders: recordings discovery, bad-file policy and accounting."""
 
-    # The files data_dir holds whose change must rebuild the dataset (a later stage may read an event dataset)
-    _input_files = staticmethod(recordings_data_files)
 
     def __init__(self, *args, data_dir: str | None = None, data_files=None, hash: str | None = None, **kwargs):
         # load_dataset passes the registered hash; a builder made from its class computes the same one
         hash = hash or code_hash(datasets.builder.camelcase_to_snakecase(type(self).__name__))
         if data_dir is not None:
             data_dir = os.path.abspath(os.path.expanduser(data_dir))
-            data_files = self._input_files(data_dir)
+            data_files = self._input_files(data_dir, kwargs)
         super().__init__(*args, data_dir=data_dir, data_files=data_files, hash=hash, **kwargs)
         self.config.validate()  # datasets sets keyword overrides on a copy of the named config
+
+    def _input_files(self, data_dir: str, config_kwargs: dict) -> DataFilesDict:
+        """The files whose change must rebuild the dataset (datasets hashes them into the cache key)."""
+        return recordings_data_files(data_dir)
 
     def _recordings(self) -> list[Episode]:
         if not self.config.data_dir:

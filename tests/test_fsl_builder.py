@@ -4,6 +4,7 @@ inputs (recordings, saved and parquet event datasets), caching, num_proc, packin
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -242,6 +243,17 @@ def test_cache_is_reused_and_stage_one_is_shared(fsl_recordings, internvl_folder
     assert other["train"].cache_files != first["train"].cache_files
     assert {name: Path(name).stat().st_mtime_ns for name in stamps} == stamps  # nothing rebuilt, stage 1 reused
     assert len(list(cache.glob("owa_events/desktop*/*/*/*.arrow"))) == 1
+
+
+def test_a_changed_local_tokenizer_folder_misses_the_cache(fsl_recordings, internvl_folder, tmp_path):
+    tokenizer = tmp_path / "tokenizer"
+    shutil.copytree(internvl_folder, tokenizer)
+    first = load(fsl_recordings, "internvl3", tmp_path / "cache", tokenizer=str(tokenizer))
+    config = json.loads((tokenizer / "tokenizer_config.json").read_text())
+    config["model_max_length"] = 1234  # an edit in place: same path, new content
+    (tokenizer / "tokenizer_config.json").write_text(json.dumps(config))
+    again = load(fsl_recordings, "internvl3", tmp_path / "cache", tokenizer=str(tokenizer))
+    assert again["train"].cache_files != first["train"].cache_files
 
 
 def test_num_proc_gives_identical_rows(fsl_recordings, cache, internvl_folder):

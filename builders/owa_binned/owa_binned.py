@@ -14,8 +14,7 @@ import datasets
 
 from owa_builders.binned.settings import BinnedSettings
 from owa_builders.binned.stage import BINNED_SCHEMA, iter_binned_tables, topic_message_types
-from owa_builders.events.source import input_data_files, load_event_splits
-from owa_builders.hf import RecordingsBuilder
+from owa_builders.events.source import EventRowsBuilder
 
 FPS_CONFIGS = (5, 10, 20)
 
@@ -25,7 +24,7 @@ class OwaBinnedConfig(datasets.BuilderConfig, BinnedSettings):
     """A named binned config; every BinnedSettings field can be overridden by keyword."""
 
 
-class OwaBinned(RecordingsBuilder):
+class OwaBinned(EventRowsBuilder):
     BUILDER_CONFIG_CLASS = OwaBinnedConfig
     BUILDER_CONFIGS = [
         OwaBinnedConfig(
@@ -38,7 +37,6 @@ class OwaBinned(RecordingsBuilder):
         for fps in FPS_CONFIGS
     ]
     DEFAULT_CONFIG_NAME = "10fps"
-    _input_files = staticmethod(input_data_files)
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
@@ -46,30 +44,12 @@ class OwaBinned(RecordingsBuilder):
             features=datasets.Features.from_arrow_schema(BINNED_SCHEMA),
         )
 
-    def _split_generators(self, dl_manager):
-        if not self.config.data_dir:
-            raise ValueError(f"{self.name}: pass data_dir= (recordings, or an event dataset)")
-        source = load_event_splits(self.config.data_dir, self.config.events_config, self.config.events_kwargs(),
-                                   cache_dir=self._cache_dir_root)
-        self._events = source
-        self._message_types = topic_message_types(source.splits, self.config)
-        accounting_dir = self._accounting_dir(dl_manager)
-        return [
-            datasets.SplitGenerator(
-                name=split,
-                gen_kwargs={"episodes": list(enumerate(rows)), "split": split, "accounting_dir": accounting_dir},
-            )
-            for split, rows in source.splits.items()
-        ]
+    def _prepare(self, events):
+        self._message_types = topic_message_types(events.splits, self.config)
 
     def _generate_tables(self, episodes, split, accounting_dir):
         convert = lambda rows, accounting: iter_binned_tables(rows, self.config, accounting)  # noqa: E731
         yield from self._convert_episodes(episodes, split, accounting_dir, convert)
 
     def _dataset_metadata(self) -> dict:
-        events = self._events.events_metadata
-        return {
-            "recordings_root": events.get("recordings_root"),  # where the screen media uris resolve
-            "message_types": self._message_types,
-            "events": {key: events.get(key) for key in ("builder", "config", "settings", "accounting")},
-        }
+        return {**super()._dataset_metadata(), "message_types": self._message_types}

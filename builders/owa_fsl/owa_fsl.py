@@ -11,6 +11,7 @@ wires splits. The expanded tokenizer is saved beside the rows (`load_fsl_tokeniz
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +19,10 @@ import datasets
 import pyarrow.compute as pc
 from datasets.naming import filenames_for_dataset_split
 
-from owa_builders.events.source import input_data_files, load_event_splits
+from owa_builders.events.source import EventRowsBuilder, folder_files
 from owa_builders.fsl.settings import MODEL_CONFIGS, FslSettings
 from owa_builders.fsl.stage import iter_episode_tables, row_schema
 from owa_builders.fsl.tokenizer import TOKENIZER_FOLDER, prepare_tokenizer
-from owa_builders.hf import RecordingsBuilder
 
 logger = logging.getLogger("owa_builders")
 
@@ -32,7 +32,7 @@ class OwaFslConfig(datasets.BuilderConfig, FslSettings):
     """A named fsl config (one per model); every FslSettings field can be overridden by keyword."""
 
 
-class OwaFsl(RecordingsBuilder):
+class OwaFsl(EventRowsBuilder):
     BUILDER_CONFIG_CLASS = OwaFslConfig
     BUILDER_CONFIGS = [
         OwaFslConfig(
@@ -46,7 +46,6 @@ class OwaFsl(RecordingsBuilder):
     ]
     # No default: without a config name, keyword overrides make a custom config that must name its tokenizer
     # *and* image pattern; a model is never assumed.
-    _input_files = staticmethod(input_data_files)
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
@@ -54,21 +53,16 @@ class OwaFsl(RecordingsBuilder):
             features=datasets.Features.from_arrow_schema(row_schema(self.config)),
         )
 
-    def _split_generators(self, dl_manager):
-        if not self.config.data_dir:
-            raise ValueError(f"{self.name}: pass data_dir= (recordings, or an event dataset)")
-        self._events = load_event_splits(self.config.data_dir, self.config.events_config, self.config.events_kwargs(),
-                                         cache_dir=self._cache_dir_root)
+    def _input_files(self, data_dir: str, config_kwargs: dict):
+        files = super()._input_files(data_dir, config_kwargs)
+        tokenizer = config_kwargs.get("tokenizer")
+        if tokenizer and os.path.isdir(tokenizer):  # a local tokenizer decides the ids: its change rebuilds
+            files["tokenizer"] = folder_files(tokenizer)
+        return files
+
+    def _prepare(self, events):
         self._tokenizer = prepare_tokenizer(self.config.tokenizer, self.config.encoder,
                                             self.config.resolved_image_pattern(), self.config.pad_token)
-        accounting_dir = self._accounting_dir(dl_manager)
-        return [
-            datasets.SplitGenerator(
-                name=split,
-                gen_kwargs={"episodes": list(enumerate(rows)), "split": split, "accounting_dir": accounting_dir},
-            )
-            for split, rows in self._events.splits.items()
-        ]
 
     def _generate_tables(self, episodes, split, accounting_dir):
         convert = lambda rows, accounting: iter_episode_tables(rows, self.config, self._tokenizer, accounting)
@@ -83,13 +77,7 @@ class OwaFsl(RecordingsBuilder):
             if not split["rows"]:  # datasets refuses to load an empty split ("corresponds to no data")
                 logger.warning("%s/%s: split %r has no rows; its events were all dropped (see the accounting)",
                                self.name, self.config.name, name)
-        events = self._events.events_metadata
-        return {
-            "recordings_root": events.get("recordings_root"),  # where the screen media uris resolve
-            "tokenizer": self._tokenizer.metadata(),
-            "fill": fill,
-            "events": {key: events.get(key) for key in ("builder", "config", "settings", "accounting")},
-        }
+        return {**super()._dataset_metadata(), "tokenizer": self._tokenizer.metadata(), "fill": fill}
 
     def _fill(self) -> dict:
         """Rows, tokens and fill (tokens ÷ rows × max_length) per split and in total, read from the rows."""

@@ -7,16 +7,15 @@ keyword override in `load_dataset(...)` set the same fields. `validate()` names 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
 
-from ..events.settings import BadFilesPolicy, EventsSettings
+from ..events.settings import EventInputSettings
 
 NS_PER_S = 1_000_000_000
 
 
 @dataclass
-class BinnedSettings:
+class BinnedSettings(EventInputSettings):
     # Bins per second; a bin is [start, start + period_ns) with period_ns = round(1e9 / fps).
     fps: float = 10.0
     # Drop the bins without any action event (the screen events seen only in them are counted as dropped).
@@ -24,12 +23,6 @@ class BinnedSettings:
     # The topic whose events are a bin's state (carried forward into bins without one), and the action topics.
     state_topic: str = "screen"
     action_topics: list[str] = field(default_factory=lambda: ["keyboard", "mouse/raw", "mouse"])
-    # When data_dir holds recordings: the owa_events named config (and keyword overrides) converting them
-    # first. Ignored when data_dir holds an event dataset, which is binned as it is.
-    events_config: str = "desktop"
-    events_overrides: dict[str, Any] = field(default_factory=dict)
-    # Bad recordings are met by the events stage; this policy is passed on to it.
-    on_bad_files: BadFilesPolicy = "error"
 
     @property
     def period_ns(self) -> int:
@@ -41,16 +34,4 @@ class BinnedSettings:
             raise ValueError(f"fps must be a number in (0, 1e9], not {self.fps!r}")
         if self.state_topic in self.action_topics:
             raise ValueError(f"state_topic {self.state_topic!r} is also in action_topics {self.action_topics}")
-        if self.on_bad_files not in ("error", "warn", "skip"):
-            raise ValueError(f"on_bad_files must be 'error', 'warn' or 'skip', not {self.on_bad_files!r}")
-        unknown = set(self.events_overrides) - {f.name for f in fields(EventsSettings)}
-        if unknown:
-            raise ValueError(f"events_overrides has keys that are no EventsSettings field: {sorted(unknown)}")
-
-    def events_kwargs(self) -> dict[str, Any]:
-        """Keyword overrides of the events build. on_bad_files is passed only when not the default, so that
-        an unchanged events config shares stage 1's cache with everyone who built it."""
-        kwargs = dict(self.events_overrides)
-        if self.on_bad_files != EventsSettings.on_bad_files:
-            kwargs.setdefault("on_bad_files", self.on_bad_files)
-        return kwargs
+        self.validate_event_input()

@@ -7,7 +7,7 @@ Values are plain YAML-friendly types; `validate()` turns mistakes into errors th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 BadFilesPolicy = Literal["error", "warn", "skip"]
@@ -40,8 +40,7 @@ class EventsSettings:
         """Raise ValueError naming the first field whose value cannot work."""
         from .intervals import parse_intervals
 
-        if self.on_bad_files not in ("error", "warn", "skip"):
-            raise ValueError(f"on_bad_files must be 'error', 'warn' or 'skip', not {self.on_bad_files!r}")
+        check_bad_files_policy(self.on_bad_files)
         if self.split_by not in ("auto", "folders", "test_size"):
             raise ValueError(f"split_by must be 'auto', 'folders' or 'test_size', not {self.split_by!r}")
         if self.test_size < 0 or (self.test_size >= 1 and self.test_size != int(self.test_size)):
@@ -57,3 +56,34 @@ class EventsSettings:
 
     def keeps_topic(self, topic: str) -> bool:
         return (self.topics is None or topic in self.topics) and topic not in self.drop_topics
+
+
+def check_bad_files_policy(policy: str) -> None:
+    if policy not in ("error", "warn", "skip"):
+        raise ValueError(f"on_bad_files must be 'error', 'warn' or 'skip', not {policy!r}")
+
+
+@dataclass
+class EventInputSettings:
+    """How a later stage (fsl, binned) gets event rows when its data_dir holds recordings."""
+
+    # The owa_events named config (and keyword overrides) converting the recordings first. Ignored when
+    # data_dir holds an event dataset, which is used as it is.
+    events_config: str = "desktop"
+    events_overrides: dict[str, Any] = field(default_factory=dict)
+    # Bad recordings are met by the events stage; this policy is passed on to it.
+    on_bad_files: BadFilesPolicy = "error"
+
+    def validate_event_input(self) -> None:
+        check_bad_files_policy(self.on_bad_files)
+        unknown = set(self.events_overrides) - {f.name for f in fields(EventsSettings)}
+        if unknown:
+            raise ValueError(f"events_overrides has keys that are no EventsSettings field: {sorted(unknown)}")
+
+    def events_kwargs(self) -> dict[str, Any]:
+        """Keyword overrides of the events build. on_bad_files is passed only when not the default, so that
+        an unchanged events config shares stage 1's cache with everyone who built it."""
+        kwargs = dict(self.events_overrides)
+        if self.on_bad_files != EventsSettings.on_bad_files:
+            kwargs.setdefault("on_bad_files", self.on_bad_files)
+        return kwargs

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 from datasets.data_files import DataFilesDict, DataFilesList
 
-from ..hf import METADATA_FILE, read_dataset_metadata, recordings_data_files
+from ..hf import METADATA_FILE, RecordingsBuilder, files_with_stamps, read_dataset_metadata, recordings_data_files
 from ..recordings.episodes import find_episodes
 from .stage import EVENT_SCHEMA
 
@@ -69,9 +69,11 @@ def input_data_files(data_dir: str | os.PathLike) -> DataFilesDict:
     """The files whose change must rebuild a later stage: the recordings, or the event dataset's files."""
     if input_kind(data_dir) == "recordings":
         return recordings_data_files(data_dir)
-    paths = sorted(str(p) for p in Path(data_dir).rglob("*") if p.is_file())
-    stats = [os.stat(path) for path in paths]
-    return DataFilesDict({"events": DataFilesList(paths, [(str(s.st_size), str(s.st_mtime_ns)) for s in stats])})
+    return DataFilesDict({"events": folder_files(data_dir)})
+
+
+def folder_files(folder: str | os.PathLike) -> DataFilesList:
+    return files_with_stamps(sorted(str(p) for p in Path(folder).rglob("*") if p.is_file()))
 
 
 def load_event_splits(
@@ -79,13 +81,13 @@ def load_event_splits(
     events_config: str,
     events_overrides: dict[str, Any] | None = None,
     cache_dir: str | None = None,
+    num_proc: int | None = None,
 ) -> EventSplits:
     """Event rows per split and episode, converting recordings with ``events_config`` if need be."""
     kind = input_kind(data_dir)
     if kind == "recordings":
-        built = datasets.load_dataset(
-            "owa_events", events_config, data_dir=str(data_dir), cache_dir=cache_dir, **(events_overrides or {})
-        )
+        built = datasets.load_dataset("owa_events", events_config, data_dir=str(data_dir), cache_dir=cache_dir,
+                                      num_proc=num_proc, **(events_overrides or {}))
         metadata = read_dataset_metadata(built)
     elif kind == "saved_dataset":  # saved by owa_builders.save_to_disk, its metadata is beside each split
         built = datasets.load_from_disk(str(data_dir))
@@ -123,3 +125,38 @@ def episode_rows(dataset: datasets.Dataset, where: str) -> list[EpisodeRows]:
         raise ValueError(f"{where}: rows of one episode are not contiguous (the event dataset is not ordered by episode)")
     stops = np.append(starts[1:], len(paths))
     return [EpisodeRows(dataset, int(a), int(b), name) for a, b, name in zip(starts, stops, names)]
+
+
+class EventRowsBuilder(RecordingsBuilder):
+    """Base of the builders whose input is event rows (fsl, binned): one episode's rows per unit of work."""
+
+    def _input_files(self, data_dir: str, config_kwargs: dict) -> DataFilesDict:
+        return input_data_files(data_dir)
+
+    def _make_split_generators_kwargs(self, prepare_split_kwargs: dict) -> dict:
+        return {"num_proc": prepare_split_kwargs.get("num_proc")}  # stage 1 converts with as many processes
+
+    def _split_generators(self, dl_manager, num_proc: int | None = None):
+        if not self.config.data_dir:
+            raise ValueError(f"{self.name}: pass data_dir= (recordings, or an event dataset)")
+        self._events = load_event_splits(self.config.data_dir, self.config.events_config, self.config.events_kwargs(),
+                                         cache_dir=self._cache_dir_root, num_proc=num_proc)
+        self._prepare(self._events)
+        accounting_dir = self._accounting_dir(dl_manager)
+        return [
+            datasets.SplitGenerator(
+                name=split,
+                gen_kwargs={"episodes": list(enumerate(rows)), "split": split, "accounting_dir": accounting_dir},
+            )
+            for split, rows in self._events.splits.items()
+        ]
+
+    def _prepare(self, events: EventSplits) -> None:
+        """What the stage needs to know before converting episodes (e.g. the fsl tokenizer)."""
+
+    def _dataset_metadata(self) -> dict:
+        events = self._events.events_metadata
+        return {
+            "recordings_root": events.get("recordings_root"),  # where the screen media uris resolve
+            "events": {key: events.get(key) for key in ("builder", "config", "settings", "accounting")},
+        }

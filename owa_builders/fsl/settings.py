@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..events.settings import BadFilesPolicy, EventsSettings
+from ..events.settings import EventInputSettings
 from .encoders import ENCODERS
 from .tokenizer import IMAGE_PATTERNS, ImagePattern
 
@@ -26,7 +26,7 @@ MODEL_CONFIGS: dict[str, dict[str, str]] = {
 
 
 @dataclass
-class FslSettings:
+class FslSettings(EventInputSettings):
     # The tokenizer: a Hub name or a local folder (AutoTokenizer.from_pretrained).
     tokenizer: str | None = None
     # How one screen image is spelled in tokens: a family of IMAGE_PATTERNS ("internvl", "smolvlm") or
@@ -48,12 +48,6 @@ class FslSettings:
     action_topics: list[str] = field(default_factory=lambda: ["keyboard", "mouse/raw"])
     # Store each row's text (the image pattern spelled out: most of the bytes of a dataset).
     store_texts: bool = True
-    # When data_dir holds recordings: the owa_events named config (and keyword overrides) converting them
-    # first. Ignored when data_dir holds an event dataset, which is encoded as it is.
-    events_config: str = "desktop"
-    events_overrides: dict[str, Any] = field(default_factory=dict)
-    # Bad recordings are met by the events stage; this policy is passed on to it.
-    on_bad_files: BadFilesPolicy = "error"
 
     @classmethod
     def for_model(cls, model: str, **overrides: Any) -> FslSettings:
@@ -85,11 +79,7 @@ class FslSettings:
             raise ValueError(f"max_images_per_row must be None or a positive int, not {self.max_images_per_row!r}")
         if type(self.action_shift_ns) is not int:
             raise ValueError(f"action_shift_ns must be an int (nanoseconds), not {self.action_shift_ns!r}")
-        if self.on_bad_files not in ("error", "warn", "skip"):
-            raise ValueError(f"on_bad_files must be 'error', 'warn' or 'skip', not {self.on_bad_files!r}")
-        unknown = set(self.events_overrides) - {f.name for f in fields(EventsSettings)}
-        if unknown:
-            raise ValueError(f"events_overrides has keys that are no EventsSettings field: {sorted(unknown)}")
+        self.validate_event_input()
 
     def _validate_image_pattern(self) -> None:
         families = ", ".join(repr(name) for name in IMAGE_PATTERNS)
@@ -106,11 +96,3 @@ class FslSettings:
         if not isinstance(self.image_pattern, dict) or set(self.image_pattern) != keys:
             raise ValueError(f"image_pattern must be a family ({families}) or a dict of {sorted(keys)}")
         self.resolved_image_pattern().check()
-
-    def events_kwargs(self) -> dict[str, Any]:
-        """Keyword overrides of the events build. on_bad_files is passed only when not the default, so that
-        an unchanged events config shares stage 1's cache with everyone who built it."""
-        kwargs = dict(self.events_overrides)
-        if self.on_bad_files != EventsSettings.on_bad_files:
-            kwargs.setdefault("on_bad_files", self.on_bad_files)
-        return kwargs
