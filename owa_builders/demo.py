@@ -1,23 +1,40 @@
-"""The pipeline on recordings it makes itself: `make demo` (or `owa-builders demo [--out DIR]`).
+"""The whole pipeline on recordings it makes itself: `make demo` (or `owa-builders demo [--out DIR]`).
 
-1. synthesizes a few reference-profile episodes (OWAMcap + real video) into DIR/recordings;
-2. builds owa_events ("default" and "desktop") through `datasets.load_dataset`, with HF caching in DIR/cache;
-3. prints what a user checks: episodes, rows per topic, and where every message went.
+1. synthesizes reference-profile episodes (OWAMcap + real video) into DIR/recordings;
+2. stage 1, owa_events ("default" and "desktop"), through `datasets.load_dataset` with HF caching;
+3. stage 2, owa_fsl ("internvl3", offline with a labelled stand-in tokenizer), saved to DIR/fsl-dataset;
+4. stage 3, owa_binned ("10fps");
+5. training time: loads the saved fsl dataset, decodes its frames lazily through the transform (and checks
+   each is the frame its reference names), and collates a padded and a padding-free batch;
+6. trains a toy model for one epoch with the single-process example loader (when torch is installed).
+
+Builds are cached in DIR/cache: a second run reuses them.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 DEFAULT_OUT = Path(".demo")
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def _section(title: str) -> None:
     print(f"\n== {title} " + "=" * max(0, 72 - len(title)))
+
+
+def _print_accounting(dataset) -> None:
+    import owa_builders
+
+    total = owa_builders.Accounting.from_dict(owa_builders.read_accounting(dataset)["total"])
+    print("  where every input went:\n" + "\n".join("  " + line for line in total.summary().splitlines()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,11 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     import datasets
 
     import owa_builders
-    from owa_builders.synth import SynthProfile, synthesize_recordings
+    from owa_builders.fsl.stand_in import internvl_stand_in
+    from owa_builders.synth import SynthProfile, frame_index_from_image, synthesize_recordings
 
     datasets.disable_progress_bars()
     logging.getLogger("owa_builders").setLevel(logging.WARNING)  # the demo prints the accounting itself
     recordings, cache = args.out / "recordings", str(args.out / "cache")
+
     _section(f"1. synthesizing {args.episodes} episodes of {args.duration:g} s into {recordings}")
     for manifest in synthesize_recordings(recordings, episodes=args.episodes,
                                           profile=SynthProfile(duration_s=args.duration, seed=2026)):
@@ -44,18 +63,62 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {manifest.mcap_path.name} + {manifest.video_uri}: {counts}")
 
     for config in ("default", "desktop"):
-        _section(f"2. owa_events / {config}")
-        events = datasets.load_dataset("owa_events", config, data_dir=str(recordings), cache_dir=cache)
+        _section(f"2. stage 1: owa_events / {config}")
+        events = datasets.load_dataset("owa_events", config, data_dir=str(recordings), cache_dir=cache, test_size=1)
         for split, rows in events.items():
             per_topic = Counter(rows["topic"])
-            print(f"  {split}: {rows.num_rows} rows from {len(rows.unique('episode_path'))} episodes; "
+            print(f"  {split}: {rows.num_rows} rows from {len(rows.unique('episode_path'))} episode(s); "
                   + ", ".join(f"{topic} {n}" for topic, n in sorted(per_topic.items())))
-        total = owa_builders.Accounting.from_dict(owa_builders.read_accounting(events)["total"])
-        print("  accounting:\n" + "\n".join("  " + line for line in total.summary().splitlines()))
-        first = events["train"][0]
-        print(f"  first row: {first['episode_path']} {first['topic']} t={first['timestamp_ns']} "
-              f"{first['mcap_message'][:80]!r}")
-    print("\ndone: the datasets are cached in", cache)
+        _print_accounting(events)
+
+    _section("3. stage 2: owa_fsl / internvl3 (stand-in tokenizer: the Hub is not used)")
+    tokenizer = internvl_stand_in(args.out / "tokenizers" / "internvl3-stand-in")
+    fsl = datasets.load_dataset("owa_fsl", "internvl3", data_dir=str(recordings), cache_dir=cache,
+                                tokenizer=str(tokenizer), events_overrides={"test_size": 1})
+    metadata = owa_builders.read_dataset_metadata(fsl)
+    for split, rows in fsl.items():
+        print(f"  {split}: {rows.num_rows} rows of {metadata['settings']['max_length']} tokens, "
+              f"fill {100 * metadata['fill']['splits'][split]['fill']:.2f}%, "
+              f"{sum(rows['num_events'])} events, {sum(rows['num_images'])} image references")
+    print(f"  tokenizer: vocabulary hash {metadata['tokenizer']['vocabulary_hash'][:16]}…, saved with the rows")
+    _print_accounting(fsl)
+    saved = args.out / "fsl-dataset"
+    owa_builders.save_to_disk(fsl, saved)
+    print(f"  saved to {saved}")
+
+    _section("4. stage 3: owa_binned / 10fps")
+    binned = datasets.load_dataset("owa_binned", "10fps", data_dir=str(recordings), cache_dir=cache,
+                                   events_overrides={"test_size": 1})
+    train = binned["train"]
+    carried = sum(train["state_carried"])
+    actions = sum(len(a) for a in train["actions"])
+    print(f"  train: {train.num_rows} bins of 100 ms, {carried} with the previous frame carried forward, "
+          f"{actions} actions")
+
+    _section("5. training time: lazy frames, transform, collator")
+    dataset = owa_builders.load_from_disk(saved)["train"]
+    dataset.auto_set_transform(stage="fsl", load_images=True)
+    row, raw = dataset[0], dataset.with_format(None)[0]
+    import orjson
+
+    expected = [round(orjson.loads(image)["media_ref"]["pts_ns"] * 60 / 1e9) for image in raw["images"]]
+    decoded = [frame_index_from_image(image.convert("RGB")) for image in row["images"]]
+    print(f"  row 0: {len(row['images'])} frames decoded from the videos, {type(row['input_ids']).__name__} ids")
+    print(f"  each frame is the one its reference names: {decoded == expected}")
+    for padding_free in (False, True):
+        collator = owa_builders.FslCollator.from_dataset(dataset, padding_free=padding_free)
+        batch = collator([dataset[i] for i in range(min(2, len(dataset)))])
+        shapes = ", ".join(f"{key} {tuple(value.shape)}" for key, value in batch.items() if hasattr(value, "shape"))
+        print(f"  {'padding-free' if padding_free else 'padded'} batch: {shapes}")
+
+    if importlib.util.find_spec("torch") is not None:
+        _section("6. training a toy model for one epoch (examples/single_gpu.py)")
+        result = subprocess.run([sys.executable, str(EXAMPLES / "single_gpu.py"), str(saved), "--batch-size", "4",
+                                 "--num-workers", "1"], capture_output=True, text=True)
+        print("\n".join("  " + line for line in (result.stdout or result.stderr).strip().splitlines()))
+        if result.returncode:
+            return result.returncode
+    print(f"\ndone: builds are cached in {cache}; the fsl dataset is saved in {saved}")
     return 0
 
 
