@@ -18,3 +18,6 @@ def shared_samples() -> Path:
     if not (samples / "0.5.1.mcap").exists():
         pytest.skip("../shared/samples is not here")
     return samples
+
+# Shared fixtures: stand-in tokenizers and fsl recordings; recordings with real videos and their events.
+pytest_plugins = ["fsl_fixtures", "media_fixtures"]

@@ -1,4 +1,4 @@
-"""Fixtures of the fsl tests (a pytest plugin: ``pytest_plugins = ["fsl_fixtures"]``)."""
+"""Fixtures of the fsl tests (a pytest plugin, registered in conftest.py)."""
 
 from __future__ import annotations
 

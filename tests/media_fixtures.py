@@ -1,4 +1,6 @@
-"""Datasets for the media tests, made by our builders from synthesized recordings with real videos."""
+"""Datasets for the media tests, made by our builders from synthesized recordings with real videos.
+
+Also a pytest plugin (registered in conftest.py): the `recordings` and `events` fixtures."""
 
 from __future__ import annotations
 
@@ -10,10 +12,25 @@ import av
 import datasets
 import numpy as np
 import orjson
+import pytest
+
+from owa_builders.synth import SynthProfile, synthesize_recordings
 
 
 def load_events(recordings: Path, cache_dir: Path, **kwargs) -> datasets.DatasetDict:
     return datasets.load_dataset("owa_events", "desktop", data_dir=str(recordings), cache_dir=str(cache_dir), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("recordings")
+    synthesize_recordings(root, episodes=2, profile=SynthProfile(duration_s=3), layout="train_test")
+    return root
+
+
+@pytest.fixture(scope="module")
+def events(recordings, tmp_path_factory) -> datasets.DatasetDict:
+    return load_events(recordings, tmp_path_factory.mktemp("cache"))
 
 
 def load_fsl(recordings: Path, cache_dir: Path, tokenizer: Path, **kwargs) -> datasets.DatasetDict:

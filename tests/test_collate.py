@@ -16,7 +16,6 @@ from owa_builders.synth import SynthProfile, synthesize_recordings
 PAD_ID = 0
 IMAGE_IDS = (6, 7, 8)  # say <img>, <IMG_CONTEXT>, </img>
 IMG = IMAGE_IDS[1]
-pytest_plugins = ["fsl_fixtures"]  # internvl_folder: the InternVL stand-in tokenizer
 
 
 def row(tokens: list[int], padding: int = 0, event_offsets: list[int] | None = None) -> dict:

@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import pytest
 from mcap.reader import make_reader
-from recording_fixtures import MS, T0, key, move, screen, write_recording
+from recording_fixtures import MS, T0, key, screen, write_recording
 
 from owa_builders.events.rate_limits import DropLimiter
 from owa_builders.events.settings import EventsSettings

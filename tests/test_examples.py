@@ -17,7 +17,6 @@ import owa_builders
 from owa_builders.synth import SynthProfile, synthesize_recordings
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-pytest_plugins = ["fsl_fixtures"]  # internvl_folder: the InternVL stand-in tokenizer
 
 
 @pytest.fixture(scope="module")

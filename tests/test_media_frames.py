@@ -14,19 +14,8 @@ import owa_builders
 from owa_builders.events.stage import SCREEN_MESSAGE_TYPE
 from owa_builders.media import LocalMediaRoot, MissingFrameError, make_transform
 from owa_builders.recordings.errors import MediaReferenceError
-from owa_builders.synth import SynthProfile, frame_index_from_image, synthesize_episode, synthesize_recordings
+from owa_builders.synth import SynthProfile, frame_index_from_image, synthesize_episode
 
-
-@pytest.fixture(scope="module")
-def recordings(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("recordings")
-    synthesize_recordings(root, episodes=2, profile=SynthProfile(duration_s=3), layout="train_test")
-    return root
-
-
-@pytest.fixture(scope="module")
-def events(recordings, tmp_path_factory) -> datasets.DatasetDict:
-    return load_events(recordings, tmp_path_factory.mktemp("cache"))
 
 
 def transformed(dataset: datasets.Dataset, **options) -> datasets.Dataset:

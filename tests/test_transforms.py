@@ -10,27 +10,14 @@ import numpy as np
 import orjson
 import pytest
 import torch
-from media_fixtures import frame_indices, load_events, load_fsl
+from media_fixtures import frame_indices, load_fsl
 from torch.utils.data import DataLoader
 from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
 import owa_builders
 from owa_builders.media import FslCollator, make_transform
-from owa_builders.synth import SynthProfile, frame_index_from_image, synthesize_recordings
+from owa_builders.synth import frame_index_from_image
 
-pytest_plugins = ["fsl_fixtures"]  # internvl_folder: the InternVL stand-in tokenizer
-
-
-@pytest.fixture(scope="module")
-def recordings(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("recordings")
-    synthesize_recordings(root, episodes=2, profile=SynthProfile(duration_s=3), layout="train_test")
-    return root
-
-
-@pytest.fixture(scope="module")
-def events(recordings, tmp_path_factory) -> datasets.DatasetDict:
-    return load_events(recordings, tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="module")
