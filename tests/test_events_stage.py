@@ -163,3 +163,24 @@ def test_keyboard_uniform_replaces_auto_repeat(tmp_path):
     assert [t for t, _ in events] == sorted(t for t, _ in events)
     counts = accounting.topics["keyboard"]
     assert counts.dropped["auto_repeat_replaced"] == 16 and counts.synthesized == 19 and counts.kept == 2
+
+
+def test_uniform_repeats_stop_at_the_interval_end_and_a_new_interval_starts_fresh(tmp_path):
+    """F8 starts and F9 stops the interval while 'A' is held across its end; 'A' is pressed again later."""
+    messages = [("keyboard", key(119), T0), ("keyboard", key(65), T0 + 100 * MS)]
+    messages += [("keyboard", key(65), T0 + t * MS) for t in range(600, 1000, 33)]  # auto-repeat
+    messages += [("keyboard", key(120), T0 + 300 * MS), ("keyboard", key(65, "release"), T0 + 1000 * MS)]
+    messages += [("keyboard", key(119), T0 + 2000 * MS), ("keyboard", key(65), T0 + 2100 * MS),
+                 ("keyboard", key(65, "release"), T0 + 2200 * MS), ("keyboard", key(120), T0 + 2500 * MS)]
+    messages.sort(key=lambda m: m[2])
+    episode = Episode(str(write_recording(tmp_path / "edge.mcap", messages, video=None)), str(tmp_path))
+    settings = EventsSettings(rate_limits={"keyboard": {"hz": 20, "policy": "uniform"}},
+                              intervals={"start_stop_keys": {"start_vk": 119, "stop_vk": 120}})
+    table, accounting = convert_episode(episode, settings)
+    rows = [((t - T0) // MS, orjson.loads(m)) for t, m in zip(table.column("timestamp_ns").to_pylist(),
+                                                               table.column("mcap_message").to_pylist())]
+    a_keys = [(t, m["event_type"]) for t, m in rows if m["vk"] == 65]
+    assert a_keys == [(100, "press"), (150, "press"), (200, "press"), (250, "press"), (300, "press"),
+                      (2100, "press"), (2150, "press"), (2200, "release")]
+    accounting.check()
+    assert accounting.topics["keyboard"].dropped["outside_intervals"] == 14  # the repeats and release after F9

@@ -56,8 +56,12 @@ class IntervalSet:
         return list(zip(self.starts.tolist(), self.ends.tolist()))
 
     def contains(self, times: np.ndarray) -> np.ndarray:
-        index = np.searchsorted(self.starts, times, side="right") - 1
+        index = self.locate(times)
         return (index >= 0) & (times <= self.ends[np.maximum(index, 0)])
+
+    def locate(self, times: np.ndarray) -> np.ndarray:
+        """The index of the interval each (inside) time falls in."""
+        return np.searchsorted(self.starts, times, side="right") - 1
 
     def __or__(self, other: IntervalSet) -> IntervalSet:
         return IntervalSet.from_pairs(self.pairs() + other.pairs())

@@ -8,9 +8,11 @@ which pass through unchanged, which rows it makes instead, and why the rest were
   timestamps (two kept events can then be closer than 1/hz by up to one source period).
 - `MouseAggregator` ("aggregate", for ``mouse/raw``): sums the relative motion of plain moves in each
   slot into one event, stamped with the slot's last move. Button, wheel and absolute events pass through
-  in order; pending motion is emitted before them and at the episode's end, so no motion is lost.
+  in order; pending motion is emitted before them and at an interval's or the episode's end, so no motion
+  inside the intervals is lost.
 - `KeyboardUniform` ("uniform", for ``keyboard``): keeps the first press of a hold and every release;
-  the OS auto-repeat presses in between are replaced by presses every 1/hz after the first press.
+  the OS auto-repeat presses in between are replaced by presses every 1/hz after the first press. A hold
+  whose release falls outside the intervals repeats until its interval's end.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class DropLimiter:
     def holdback(self) -> int | None:
         return None
 
-    def flush(self) -> PolicyOutput:
+    def flush(self, until: int | None = None) -> PolicyOutput:
         return PolicyOutput(np.zeros(0, dtype=bool))
 
 
@@ -118,7 +120,8 @@ class MouseAggregator:
     def holdback(self) -> int | None:
         return None if self._group is None else self._group[0]
 
-    def flush(self) -> PolicyOutput:
+    def flush(self, until: int | None = None) -> PolicyOutput:
+        """Emit pending motion (at the end of an interval or of the episode)."""
         output = PolicyOutput(np.zeros(0, dtype=bool))
         self._close_group(output)
         return output
@@ -163,11 +166,11 @@ class KeyboardUniform:
     def holdback(self) -> int | None:
         return min((pressed_at for pressed_at, _ in self._held.values()), default=None)
 
-    def flush(self) -> PolicyOutput:
-        """Keys still held at the episode's end repeat until its last keyboard event."""
+    def flush(self, until: int | None = None) -> PolicyOutput:
+        """Keys still held repeat until `until` (an interval's end), else until the last keyboard event."""
         output = PolicyOutput(np.zeros(0, dtype=bool))
         for vk in sorted(self._held):
-            self._repeats(vk, self._last_time + 1, output)
+            self._repeats(vk, self._last_time + 1 if until is None else until, output)
         return output
 
 

@@ -132,30 +132,36 @@ class _Rows:
         return rows[:cut]
 
 
+class _TopicPolicy:
+    """A topic's rate-limit policy, the channel its made rows are written as, and the interval it is in."""
+
+    def __init__(self, limit: dict, channel_id: int):
+        self.policy = make_policy(limit)
+        self.channel_id = channel_id
+        self.interval: int | None = None
+
+
 def iter_episode_tables(
     episode: Episode, settings: EventsSettings, accounting: Accounting, rows_per_table: int = ROWS_PER_TABLE
 ) -> Iterator[pa.Table]:
     """Convert one episode to event rows (tables of `EVENT_SCHEMA`), adding its counts to `accounting`."""
     survey = survey_episode(episode, settings)
     counts = Accounting(episodes=1)
-    policies = {topic: make_policy(limit) for topic, limit in settings.rate_limits.items()}
-    topic_channel: dict[str, int] = {}  # a channel of each topic, for rows a policy makes
+    policies: dict[str, _TopicPolicy] = {}
     pending = _Rows()
     out: list[tuple[int, int, int, bytes]] = []
     seen = 0
     with open_episode(episode) as scanner:
         for batch in scanner.iter_batches():
-            _route_batch(batch, seen, scanner.channels, settings, survey.intervals, policies, topic_channel,
-                         counts, pending)
+            _route_batch(batch, seen, scanner.channels, settings, survey.intervals, policies, counts, pending)
             seen += len(batch)
-            holdbacks = [h for h in (policy.holdback() for policy in policies.values()) if h is not None]
+            holdbacks = [h for h in (state.policy.holdback() for state in policies.values()) if h is not None]
             out.extend(pending.release(min(holdbacks, default=None)))
             while len(out) >= rows_per_table:
                 yield _table(episode, scanner.channels, out[:rows_per_table])
                 del out[:rows_per_table]
-        for topic, channel_id in topic_channel.items():
-            if topic in policies:
-                _add_policy_output(policies[topic].flush(), channel_id, counts.topic(topic), pending)
+        for topic, state in policies.items():
+            _add_policy_output(state.policy.flush(), state.channel_id, counts.topic(topic), pending)
         out.extend(pending.release(None))
         if out:
             yield _table(episode, scanner.channels, out)
@@ -165,7 +171,7 @@ def iter_episode_tables(
     accounting.add(counts)
 
 
-def _route_batch(batch, first_order, channels, settings, intervals, policies, topic_channel, counts, pending) -> None:
+def _route_batch(batch, first_order, channels, settings, intervals, policies, counts, pending) -> None:
     times = batch.log_times
     orders = np.arange(first_order, first_order + len(batch), dtype=np.int64)
     inside = intervals.contains(times) if intervals is not None else None
@@ -179,22 +185,41 @@ def _route_batch(batch, first_order, channels, settings, intervals, policies, to
         if not settings.keeps_topic(topic):
             topic_counts.dropped["topic_filter"] += len(indices)
             continue
-        topic_channel.setdefault(topic, channel_ids[0])
         if inside is not None:
             inside_indices = indices[inside[indices]]
             topic_counts.dropped["outside_intervals"] += len(indices) - len(inside_indices)
             indices = inside_indices
-        policy = policies.get(topic)
-        if policy is None:
-            kept = indices
-        else:
-            payloads = batch.payloads(indices) if policy.reads_payloads else None
-            output = policy.apply(times[indices].tolist(), orders[indices].tolist(), payloads)
-            kept = indices[output.keep]
-            _add_policy_output(output, topic_channel[topic], topic_counts, pending)
-        topic_counts.kept += len(kept)
-        for row in zip(times[kept].tolist(), orders[kept].tolist(), batch.channel_ids[kept].tolist(), batch.payloads(kept)):
+        if topic in settings.rate_limits:
+            state = policies.get(topic)
+            if state is None:
+                state = policies[topic] = _TopicPolicy(settings.rate_limits[topic], channel_ids[0])
+            indices = _apply_policy(state, batch, indices, orders, intervals, topic_counts, pending)
+        topic_counts.kept += len(indices)
+        for row in zip(times[indices].tolist(), orders[indices].tolist(), batch.channel_ids[indices].tolist(),
+                       batch.payloads(indices)):
             pending.add(*row)
+
+
+def _apply_policy(state: _TopicPolicy, batch, indices, orders, intervals, topic_counts, pending) -> np.ndarray:
+    """Run a topic's policy interval by interval (flushed at each interval's end); the indices it keeps as they are."""
+    times = batch.log_times
+    if intervals is None or not len(indices):
+        runs, run_intervals = [indices], [None]
+    else:
+        located = intervals.locate(times[indices])
+        cuts = np.nonzero(np.diff(located))[0] + 1
+        runs, run_intervals = np.split(indices, cuts), located[np.r_[0, cuts]].tolist()
+    kept = []
+    for run, interval in zip(runs, run_intervals):
+        if state.interval is not None and interval != state.interval:  # motion and held keys end with their interval
+            flushed = state.policy.flush(until=int(intervals.ends[state.interval]) + 1)
+            _add_policy_output(flushed, state.channel_id, topic_counts, pending)
+        state.interval = interval
+        payloads = batch.payloads(run) if state.policy.reads_payloads else None
+        output = state.policy.apply(times[run].tolist(), orders[run].tolist(), payloads)
+        _add_policy_output(output, state.channel_id, topic_counts, pending)
+        kept.append(run[output.keep])
+    return np.concatenate(kept)
 
 
 def _add_policy_output(output, channel_id: int, topic_counts, pending: _Rows) -> None:
