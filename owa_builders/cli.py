@@ -1,23 +1,31 @@
-"""The `owa-builders` command: the seed's scripts as subcommands.
+"""owa-builders: OWAMcap recordings to HuggingFace datasets, from the shell.
 
-    owa-builders synth recordings/ --episodes 3              # realistic recordings to try things on
-    owa-builders build --config configs/events_desktop.yaml --data-dir recordings/ --output-dir events/
-    owa-builders build owa_fsl --name internvl3 --data-dir events/ --output-dir fsl/ --set max_length=2048
-    owa-builders demo                                         # the whole pipeline on synthesized recordings
+  owa-builders synth recordings/ --episodes 3 --duration 60       # recordings to try things on
+  owa-builders summary recordings recordings/ --plot plots/        # what is in them, and what is wrong
+  owa-builders build --config configs/events_desktop.yaml --data-dir recordings/ --output-dir event-dataset/
+  owa-builders build --config configs/fsl_internvl3.yaml --data-dir event-dataset/ --output-dir fsl-dataset/
+  owa-builders build --config configs/binned_10fps.yaml --data-dir event-dataset/ --output-dir binned-dataset/
+  owa-builders summary dataset fsl-dataset/ --plot plots/          # rows, fill, where every message went
+  owa-builders push fsl-dataset/ my-org/my-dataset                 # to the Hub, with its videos and card
+  owa-builders demo                                                # all of it on synthesized recordings
 
-Exit codes: 0 done, 1 the input could not be converted (the message names the file and the problem),
-2 wrong usage.
+`owa-builders COMMAND --help` explains a command, with examples.
+
+exit codes: 0 done; 1 bad input (the message names the file and the problem); 2 wrong usage.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
 
 import yaml
 
 EXIT_BAD_INPUT = 1
 EXIT_USAGE = 2
+_FORMAT = argparse.RawDescriptionHelpFormatter
 
 
 def _parse_override(text: str) -> tuple[str, object]:
@@ -27,72 +35,240 @@ def _parse_override(text: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
+def _quiet(args: argparse.Namespace) -> None:
+    """--quiet: no progress bars and no info logs; results and errors still show."""
+    if args.quiet:
+        import datasets
+        import huggingface_hub
+
+        datasets.disable_progress_bars()
+        huggingface_hub.utils.disable_progress_bars()
+        logging.getLogger("owa_builders").setLevel(logging.WARNING)
+
+
 def _build(args: argparse.Namespace) -> int:
     import datasets
 
     import owa_builders
     from owa_builders.config_files import read_config_file
+    from owa_builders.summary import summarize_dataset
 
     if args.config:
         kwargs = read_config_file(args.config).load_dataset_kwargs()
     elif args.builder and args.name:
         kwargs = {"path": args.builder, "name": args.name}
     else:
-        print("build: give --config FILE, or a builder and --name", file=sys.stderr)
+        print("owa-builders build: give --config FILE, or a builder and --name", file=sys.stderr)
         return EXIT_USAGE
     kwargs.update(dict(args.set or []))
-    dataset = datasets.load_dataset(**kwargs, data_dir=args.data_dir, num_proc=args.num_proc, cache_dir=args.cache_dir)
+    _quiet(args)
+    logging.getLogger("owa_builders").setLevel(logging.WARNING)  # the summary below says what the build logs
+    dataset = datasets.load_dataset(**kwargs, data_dir=args.data_dir, num_proc=args.num_proc,
+                                    cache_dir=args.cache_dir)
     if args.output_dir:
         owa_builders.save_to_disk(dataset, args.output_dir)  # with owa_dataset.json (and the fsl tokenizer)
-    for split, rows in dataset.items():
-        print(f"{split}: {rows.num_rows} rows")
+    print(summarize_dataset(args.output_dir or dataset).render())
     if args.output_dir:
-        print(f"saved to {args.output_dir}")
-    print(owa_builders.Accounting.from_dict(owa_builders.read_accounting(dataset)["total"]).summary())
+        print(f"\nsaved to {args.output_dir}")
     return 0
 
 
-def _synth(args: argparse.Namespace) -> int:
-    from owa_builders import synth
+def _say(args: argparse.Namespace, text: str) -> None:
+    """Notes beside the result: on stderr when stdout is JSON."""
+    print(text, file=sys.stderr if args.json else sys.stdout)
 
-    return synth.main(args.rest)
+
+def _summary_recordings(args: argparse.Namespace) -> int:
+    from owa_builders.config_files import load_config
+    from owa_builders.summary import summarize_recordings
+
+    _quiet(args)
+    settings = load_config("owa_events", args.events_config)
+    summary = summarize_recordings(args.folder, settings, progress=not args.quiet)
+    print(json.dumps(summary.to_dict(), indent=1) if args.json else summary.render())
+    if args.plot:
+        from owa_builders.plots import plot_timelines
+
+        for path in plot_timelines(summary, settings, args.plot, progress=not args.quiet):
+            _say(args, f"wrote {path}")
+    if summary.bad_episodes:
+        print(f"owa-builders: {len(summary.bad_episodes)} recording(s) with a problem (listed above)",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from owa_builders import demo
+def _summary_dataset(args: argparse.Namespace) -> int:
+    import owa_builders
+    from owa_builders.summary import summarize_dataset
 
-    return demo.main(args.rest)
+    _quiet(args)
+    summary = summarize_dataset(args.path)
+    print(json.dumps(summary.to_dict(), indent=1) if args.json else summary.render())
+    if args.plot:
+        from owa_builders.plots import plot_dataset
+
+        for path in plot_dataset(owa_builders.load_from_disk(args.path), args.plot, args.split, args.row):
+            _say(args, f"wrote {path}")
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    import owa_builders
+
+    _quiet(args)
+    dataset = owa_builders.load_from_disk(args.dataset_dir)
+    from owa_builders.publish import push_dataset  # imported only here: pushing needs what nothing else does
+
+    report = push_dataset(dataset, args.repo_id, config_name=args.config_name, token=args.token,
+                          private=args.private, revision=args.revision, commit_message=args.commit_message)
+    print(f"pushed {args.dataset_dir} to {report.repo_id} as config {report.config_name!r} "
+          f"(commit {report.commit[:12]})")
+    print(f"  media, metadata, tokenizer and card: {len(report.uploaded)} file(s) sent "
+          f"({report.uploaded_bytes:,} bytes), {len(report.unchanged)} already there, {len(report.deleted)} deleted")
+    return 0
+
+
+BUILD_EXAMPLES = """\
+examples:
+  # stage 1, recordings → event dataset (the seed's 01_raw_events_to_event_dataset.py)
+  owa-builders build --config configs/events_desktop.yaml --data-dir recordings/ --output-dir event-dataset/
+  # stage 2, event dataset → fsl dataset (02_event_to_fsl.py); offline, point tokenizer at a local copy
+  owa-builders build --config configs/fsl_internvl3.yaml --data-dir event-dataset/ --output-dir fsl-dataset/ \\
+      --set tokenizer=path/to/InternVL3-1B-hf/
+  # binned steps (event_to_binned.py --fps 10 --filter-empty-actions)
+  owa-builders build --config configs/binned_10fps.yaml --data-dir event-dataset/ --output-dir binned-dataset/ \\
+      --set filter_empty_actions=true
+  # a named config without a file, a field overridden, 4 processes
+  owa-builders build owa_events --name desktop --data-dir recordings/ --set test_size=0.1 --num-proc 4
+
+Builds go through datasets.load_dataset, so they are cached (HF cache, or --cache-dir): building again with
+the same config and recordings costs nothing. Later stages accept recordings as --data-dir too (converted
+with the events config their events_config field names). The summary printed at the end is `summary dataset`'s.
+"""
+
+SUMMARY_RECORDINGS_EXAMPLES = """\
+examples:
+  owa-builders summary recordings recordings/
+  owa-builders summary recordings recordings/ --events-config desktop --plot plots/
+  owa-builders summary recordings recordings/ --json > recordings.json
+
+Per episode: duration, messages and rate per topic, message types, the videos the screen messages reference
+and whether they are there, and the first problem a conversion would meet (the same checks, run without
+converting; no video is opened). Exits 1 when any recording has a problem, after summarizing all of them.
+--plot draws each good episode as the events stage sees it with --events-config: messages per topic over time,
+kept and dropped, the kept intervals shaded (OUT_DIR/timeline_<episode>.png).
+"""
+
+SUMMARY_DATASET_EXAMPLES = """\
+examples:
+  owa-builders summary dataset event-dataset/
+  owa-builders summary dataset fsl-dataset/ --plot plots/ --row 5
+  owa-builders summary dataset fsl-dataset/ --json
+
+Rows per split, builder, config and version, the fsl fill and tokenizer, and the accounting: per topic the
+messages read, kept and dropped by reason, and files skipped as bad (also of the events the rows came from).
+--plot draws, for an owa_fsl dataset, row --row of --split (fsl_row_<split>_<row>.png: event tokens, image
+tokens, padding, event starts), and for any stage the timeline of that row's episode through the dataset's
+events settings, when its recordings are still where it was built from.
+"""
+
+PUSH_EXAMPLES = """\
+examples:
+  owa-builders push fsl-dataset/ my-org/owa-fsl-internvl3
+  owa-builders push event-dataset/ my-org/owa-events --config-name desktop --private
+
+DATASET_DIR is a folder written by `owa-builders build --output-dir` (or owa_builders.save_to_disk).
+The token defaults to huggingface_hub's (HF_TOKEN, or `hf auth login`).
+"""
 
 
 def parser() -> argparse.ArgumentParser:
-    main_parser = argparse.ArgumentParser(prog="owa-builders", description=__doc__,
-                                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = main_parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
 
-    build = commands.add_parser("build", help="build a stage's dataset from recordings or a previous stage's dataset",
-                                description="Build owa_events / owa_fsl / owa_binned with HF caching, then save it.")
-    build.add_argument("builder", nargs="?", choices=["owa_events", "owa_fsl", "owa_binned"], help="the stage (or use --config)")
+    main_parser = argparse.ArgumentParser(prog="owa-builders", description=__doc__, formatter_class=_FORMAT)
+    commands = main_parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    build = commands.add_parser("build", parents=[common], formatter_class=_FORMAT, epilog=BUILD_EXAMPLES,
+                                help="build a stage's dataset from recordings or a previous stage's dataset",
+                                description="Build owa_events / owa_fsl / owa_binned (HF-cached), print its summary, "
+                                            "and save it with --output-dir.")
+    build.add_argument("builder", nargs="?", choices=["owa_events", "owa_fsl", "owa_binned"],
+                       help="the stage (or use --config)")
     build.add_argument("--config", help="a YAML file under configs/ naming the builder, config and field values")
     build.add_argument("--name", help="the builder's named config (e.g. desktop, internvl3, 10fps)")
-    build.add_argument("--data-dir", required=True, help="recordings (*.mcap), or a dataset saved by a previous stage")
+    build.add_argument("--data-dir", required=True,
+                       help="recordings (*.mcap), or a dataset saved by a previous stage")
     build.add_argument("--output-dir", help="save the built dataset here (save_to_disk, with owa_dataset.json)")
     build.add_argument("--num-proc", type=int, help="convert episodes in this many processes")
     build.add_argument("--cache-dir", help="HF datasets cache (default: the usual HF cache)")
     build.add_argument("--set", action="append", type=_parse_override, metavar="KEY=VALUE",
-                       help="override a config field, value in YAML (e.g. --set test_size=0.1 --set topics=[screen])")
+                       help="override a config field, value in YAML "
+                            "(e.g. --set test_size=0.1 --set topics=[screen])")
     build.set_defaults(run=_build)
 
-    for name, run, text in (("synth", _synth, "write synthesized OWAMcap recordings (see `owa-builders synth -- --help`)"),
-                            ("demo", _demo, "run the pipeline on synthesized recordings")):
-        sub = commands.add_parser(name, help=text, add_help=False)
-        sub.add_argument("rest", nargs=argparse.REMAINDER)
+    summary = commands.add_parser(
+        "summary", help="what a recordings folder or a built dataset holds (--plot: PNGs)",
+        description="Summarize recordings or a built dataset; --plot draws pictures of them.")
+    kinds = summary.add_subparsers(dest="kind", required=True, metavar="KIND")
+    recordings = kinds.add_parser("recordings", parents=[common], formatter_class=_FORMAT,
+                                  epilog=SUMMARY_RECORDINGS_EXAMPLES, help="a folder of *.mcap recordings",
+                                  description="Summarize every *.mcap under FOLDER; name what is wrong with each.")
+    recordings.add_argument("folder", metavar="FOLDER")
+    recordings.add_argument("--events-config", default="default", metavar="NAME|YAML",
+                            help="owa_events config the checks and plots apply: a named config or a YAML file "
+                                 "(default: 'default', every topic kept and checked)")
+    dataset = kinds.add_parser("dataset", parents=[common], formatter_class=_FORMAT,
+                               epilog=SUMMARY_DATASET_EXAMPLES,
+                               help="a dataset saved by `build --output-dir`",
+                               description="Summarize a dataset built by owa_builders and saved to PATH.")
+    dataset.add_argument("path", metavar="PATH")
+    dataset.add_argument("--split", help="with --plot: the split to draw a row of (default: the first)")
+    dataset.add_argument("--row", type=int, default=0, help="with --plot: the row to draw (default 0)")
+    for sub, run in ((recordings, _summary_recordings), (dataset, _summary_dataset)):
+        sub.add_argument("--plot", metavar="OUT_DIR", help="write PNG pictures into OUT_DIR")
+        sub.add_argument("--json", action="store_true", help="print the summary as JSON")
         sub.set_defaults(run=run)
+
+    push = commands.add_parser("push", parents=[common], formatter_class=_FORMAT, epilog=PUSH_EXAMPLES,
+                               help="push a saved dataset to the Hub",
+                               description="Push a saved dataset to a Hub dataset repository, with what goes with "
+                                           "its rows.")
+    push.add_argument("dataset_dir", metavar="DATASET_DIR")
+    push.add_argument("repo_id", metavar="REPO_ID", help="the Hub dataset repository, e.g. my-org/my-dataset")
+    push.add_argument("--config-name", help="the dataset config (subset) name on the Hub")
+    push.add_argument("--private", action="store_true", help="create the repository private")
+    push.add_argument("--token", help="a Hub token (default: huggingface_hub's)")
+    push.add_argument("--revision", help="the branch to push to")
+    push.add_argument("--commit-message")
+    push.set_defaults(run=_push)
+
+    # Listed for --help; `main` hands their arguments to their own parsers.
+    commands.add_parser("synth", help="write synthesized OWAMcap recordings (`owa-builders synth --help`)")
+    commands.add_parser("demo", help="run the pipeline on synthesized recordings (`owa-builders demo --help`)")
     return main_parser
+
+
+def _own_parser_command(argv: list[str]) -> int | None:
+    """Run synth or demo, whose options their modules parse; None for the other commands."""
+    if argv[:1] == ["synth"]:
+        from owa_builders import synth
+
+        return synth.main(argv[1:])
+    if argv[:1] == ["demo"]:
+        from owa_builders import demo
+
+        return demo.main(argv[1:])
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     from owa_builders.recordings.errors import BadRecordingError
 
+    argv = sys.argv[1:] if argv is None else argv
+    if (code := _own_parser_command(argv)) is not None:
+        return code
     args = parser().parse_args(argv)
     try:
         return args.run(args)

@@ -6,7 +6,9 @@
 4. stage 3, owa_binned ("10fps");
 5. training time: loads the saved fsl dataset, decodes its frames lazily through the transform (and checks
    each is the frame its reference names), and collates a padded and a padding-free batch;
-6. trains a toy model for one epoch with the single-process example loader (when torch is installed).
+6. draws an episode's timeline through owa_events "desktop" and the first fsl row into DIR/plots (what
+   `owa-builders summary recordings|dataset --plot` draws);
+7. trains a toy model for one epoch with the single-process example loader (when torch is installed).
 
 Builds are cached in DIR/cache: a second run reuses them.
 """
@@ -50,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import owa_builders
     from owa_builders.fsl.stand_in import internvl_stand_in
+    from owa_builders.plots import plot_episode_timeline, plot_fsl_row
     from owa_builders.synth import SynthProfile, frame_index_from_image, synthesize_recordings
 
     datasets.disable_progress_bars()
@@ -111,8 +114,15 @@ def main(argv: list[str] | None = None) -> int:
         shapes = ", ".join(f"{key} {tuple(value.shape)}" for key, value in batch.items() if hasattr(value, "shape"))
         print(f"  {'padding-free' if padding_free else 'padded'} batch: {shapes}")
 
+    _section(f"6. pictures, in {args.out / 'plots'}")
+    timeline = plot_episode_timeline(recordings / "episode_000.mcap", "desktop",
+                                     args.out / "plots" / "timeline_episode_000.png", root=recordings)
+    print(f"  {timeline}: episode_000 through owa_events/desktop, messages kept and dropped per topic over time")
+    picture = plot_fsl_row(raw, metadata, args.out / "plots" / "fsl_row_0.png", episode_start=True)
+    print(f"  {picture}: fsl row 0, its event tokens, image tokens and padding, where each event starts")
+
     if importlib.util.find_spec("torch") is not None:
-        _section("6. training a toy model for one epoch (examples/single_gpu.py)")
+        _section("7. training a toy model for one epoch (examples/single_gpu.py)")
         result = subprocess.run([sys.executable, str(EXAMPLES / "single_gpu.py"), str(saved), "--batch-size", "4",
                                  "--num-workers", "1"], capture_output=True, text=True)
         print("\n".join("  " + line for line in (result.stdout or result.stderr).strip().splitlines()))

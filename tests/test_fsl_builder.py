@@ -44,7 +44,6 @@ from owa_builders.fsl.tokens import TIME_UNIT_NS
 SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "spec"
 TEST_EPISODE = {"test_size": 1}  # 3 episodes: train 2, test 1
 SPLITS = {"events_overrides": TEST_EPISODE}
-pytest_plugins = ["fsl_fixtures"]
 
 
 def load(data_dir, name: str | None = "internvl3", cache_dir=None, **kwargs):

@@ -22,7 +22,6 @@ from owa_builders.fsl.tokenizer import (
 
 SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "spec"
 INTERNVL, SMOLVLM = IMAGE_PATTERNS["internvl"], IMAGE_PATTERNS["smolvlm"]
-pytest_plugins = ["fsl_fixtures"]
 
 
 def golden_events() -> list[dict]:
