@@ -5,7 +5,8 @@ Importing the package registers its builders with `datasets`, so that
     import owa_builders, datasets
     datasets.load_dataset("owa_events", "desktop", data_dir="recordings/")
 
-runs our builder with datasets' own caching, ``num_proc`` and streaming.
+runs our builder with datasets' own caching, ``num_proc`` and streaming. `push_dataset` shares a built
+dataset on the Hub with the videos its rows reference; `load_from_hub` gets it back, frames and all.
 """
 
 from __future__ import annotations
@@ -18,18 +19,21 @@ from .datasets_io import OwaDataset, OwaDatasetDict, load_from_disk, save_to_dis
 from .hf import read_accounting, read_dataset_metadata
 from .media import (
     FslCollator,
+    HubMediaRoot,
     LocalMediaRoot,
     MediaRoot,
     MissingFrameError,
     auto_set_transform,
     make_transform,
 )
+from .publish import PushReport, load_from_hub, push_dataset
 
 __version__ = "0.1.0"
 __all__ = [
     "Accounting", "BUILDERS", "builder_class", "read_accounting", "read_dataset_metadata", "register_builders",
-    "FslCollator", "LocalMediaRoot", "MediaRoot", "MissingFrameError", "OwaDataset", "OwaDatasetDict",
-    "auto_set_transform", "load_from_disk", "make_transform", "save_to_disk",
+    "FslCollator", "HubMediaRoot", "LocalMediaRoot", "MediaRoot", "MissingFrameError", "OwaDataset", "OwaDatasetDict",
+    "PushReport", "auto_set_transform", "load_from_disk", "load_from_hub", "make_transform", "push_dataset",
+    "save_to_disk",
 ]
 
 _logger = logging.getLogger("owa_builders")

@@ -36,15 +36,15 @@ class OwaDatasetDict(datasets.DatasetDict):
 
 def load_from_disk(path: str | os.PathLike, **kwargs) -> OwaDataset | OwaDatasetDict:
     """`datasets.load_from_disk`, returning our classes; kwargs go to datasets."""
-    loaded = datasets.load_from_disk(os.fspath(path), **kwargs)
+    return as_owa_dataset(datasets.load_from_disk(os.fspath(path), **kwargs))
+
+
+def as_owa_dataset(loaded: datasets.Dataset | datasets.DatasetDict) -> OwaDataset | OwaDatasetDict:
+    """`loaded` as our classes (``auto_set_transform`` as a method); a Dataset is changed in place."""
     if isinstance(loaded, datasets.DatasetDict):
-        return OwaDatasetDict({split: _as_owa_dataset(dataset) for split, dataset in loaded.items()})
-    return _as_owa_dataset(loaded)
-
-
-def _as_owa_dataset(dataset: datasets.Dataset) -> OwaDataset:
-    dataset.__class__ = OwaDataset  # a subclass adding methods only: same state, nothing to copy
-    return dataset
+        return OwaDatasetDict({split: as_owa_dataset(dataset) for split, dataset in loaded.items()})
+    loaded.__class__ = OwaDataset  # a subclass adding methods only: same state, nothing to copy
+    return loaded
 
 
 def save_to_disk(dataset: datasets.Dataset | datasets.DatasetDict, path: str | os.PathLike, **kwargs) -> None:

@@ -5,18 +5,28 @@ Rows name their episode (``episode_path``, relative to the recordings' root) and
 mediaref can open. The dataset carries its root (``recordings_root`` in ``owa_dataset.json``); a
 ``media_root=`` argument overrides it, e.g. for a dataset whose recordings were moved.
 
-`LocalMediaRoot` is a folder on this machine. Another kind of root only needs a ``locate`` method: a
-dataset repository on the Hub, say, would download the file (cached) and return the local path.
+`LocalMediaRoot` is a folder on this machine. `HubMediaRoot` is a config of a dataset repository made by
+`owa_builders.push_dataset`: its videos are under ``<config>/media/`` in the recordings' layout, fetched on
+first use into huggingface_hub's cache. Another kind of root only needs a ``locate`` method.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import PurePath, PurePosixPath
 from typing import Protocol, runtime_checkable
 
+from huggingface_hub import HfApi, hf_hub_download
+
 from ..recordings.episodes import Episode, locate_media
+from ..recordings.errors import MediaReferenceError
+
+HUB_MEDIA_FOLDER = "media"  # in a pushed repository, a config's videos are under "<config>/media/"
+_HUB_MEDIA_URI = re.compile(rf"hf://datasets/(?P<repo_id>[^/@]+/[^/@]+)(?:@(?P<revision>[0-9a-f]{{40}}))?"
+                            rf"/(?P<config>[^/]+)/{HUB_MEDIA_FOLDER}")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 @runtime_checkable
@@ -44,16 +54,72 @@ class LocalMediaRoot:
         return locate_media(episode, uri, self.allow_external_media)
 
 
+@dataclass(frozen=True)
+class HubMediaRoot:
+    """The videos of config `config` of a dataset repository made by `owa_builders.push_dataset`.
+
+    Each video is downloaded on first use (``hf_hub_download``, cached; the Hub token of your environment
+    applies) and its local path returned. `revision` (a branch, tag or commit; default: the main branch) is
+    pinned to its commit when the root is made, so every frame comes from one snapshot of the repository.
+    The local rules apply: URLs and absolute paths are refused unless `allow_external_media` (then used as
+    they are), and a relative uri must stay inside ``<config>/media/``.
+    """
+
+    repo_id: str
+    config: str
+    revision: str | None = None
+    allow_external_media: bool = False
+
+    def __post_init__(self):
+        if self.revision is None or not _COMMIT.fullmatch(self.revision):
+            commit = HfApi().repo_info(self.repo_id, repo_type="dataset", revision=self.revision).sha
+            object.__setattr__(self, "revision", commit)
+
+    @property
+    def folder(self) -> str:
+        """The config's media folder in the repository."""
+        return f"{self.config}/{HUB_MEDIA_FOLDER}"
+
+    @property
+    def uri(self) -> str:
+        """``hf://datasets/<repo_id>@<commit>/<config>/media``: how a dataset's metadata names this root."""
+        return f"hf://datasets/{self.repo_id}@{self.revision}/{self.folder}"
+
+    @classmethod
+    def from_uri(cls, uri: str, allow_external_media: bool = False) -> HubMediaRoot:
+        """The root named by ``hf://datasets/<repo_id>[@<commit>]/<config>/media``."""
+        match = _HUB_MEDIA_URI.fullmatch(uri.rstrip("/"))
+        if match is None:
+            raise ValueError(f"{uri!r} does not name the media of a pushed dataset "
+                             f"(hf://datasets/<user>/<repo>[@<commit>]/<config>/{HUB_MEDIA_FOLDER})")
+        return cls(match["repo_id"], match["config"], match["revision"], allow_external_media)
+
+    def locate(self, episode_path: str, uri: str) -> str:
+        # The local rules, applied to the media folder written as a local path (which is never opened)
+        folder = os.path.join(os.path.abspath(os.sep), *self.repo_id.split("/"), *self.folder.split("/"))
+        located = LocalMediaRoot(folder, self.allow_external_media).locate(episode_path, uri)
+        if located == uri:  # embedded in the message, or an external uri allowed as it is
+            return uri
+        relative = PurePath(os.path.relpath(located, folder))
+        if relative.parts[0] == os.pardir:  # allowed out of a local folder, but the repository has nothing there
+            raise MediaReferenceError(episode_path, f"screen media uri {uri!r} leaves {self.folder}/ of {self.repo_id}")
+        return hf_hub_download(self.repo_id, f"{self.folder}/{relative.as_posix()}", repo_type="dataset",
+                               revision=self.revision)
+
+
 def media_root_for(
     metadata: dict | None, media_root: str | os.PathLike | MediaRoot | None, allow_external_media: bool
 ) -> MediaRoot:
-    """The root to resolve media against: `media_root` if given, else the one the dataset carries."""
+    """The root to resolve media against: `media_root` if given, else the one the dataset carries (a
+    folder, or the ``hf://`` uri of a pushed repository's media: a `HubMediaRoot`)."""
     if isinstance(media_root, MediaRoot):
         return media_root
     if media_root is None:
         if not metadata or not metadata.get("recordings_root"):
             raise ValueError("this dataset does not say where its recordings are; pass media_root=<folder>")
         media_root = metadata["recordings_root"]
+    if os.fspath(media_root).startswith("hf://"):
+        return HubMediaRoot.from_uri(os.fspath(media_root), allow_external_media)
     if not os.path.isdir(media_root):
         raise FileNotFoundError(
             f"{os.fspath(media_root)}: recordings folder not found (moved?); pass media_root=<folder>"

@@ -152,8 +152,10 @@ def make_transform(
 ) -> FslTransform | EventsTransform | BinnedTransform:
     """The transform for `dataset`'s rows (for ``set_transform``, ``with_transform`` or your own loop).
 
-    stage: inferred from the dataset when None. media_root: a folder (or a `MediaRoot`) overriding the
-    recordings' root the dataset carries; allow_external_media applies to folders given or carried.
+    stage: inferred from the dataset when None. media_root: a folder, a `MediaRoot` (e.g. a `HubMediaRoot`
+    for rows loaded from a repository made by `push_dataset`) or the ``hf://`` uri of one, overriding the
+    recordings' root the dataset carries; allow_external_media applies to roots given as a folder, a uri or
+    carried.
     missing_media: "error" (default) or "placeholder". image_processor and return_tensors ("pt" when
     torch is installed, else "np") apply to fsl rows. decoder: mediaref's video backend.
     """
