@@ -46,13 +46,10 @@ def best_of(repeats: int, run) -> float:
 
 
 def desktop_settings():
-    from owa_builders.events.settings import EventsSettings
+    """The owa_events builder's `desktop` named config (an EventsSettings)."""
+    from owa_builders.config_files import named_config
 
-    return EventsSettings(
-        topics=["screen", "keyboard", "mouse/raw"],
-        rate_limits={"screen": {"hz": 20, "policy": "drop"}, "mouse/raw": {"hz": 20, "policy": "aggregate"}},
-        intervals={"inactivity": {"screen_gap_s": 1.0, "input_gap_s": 5.0}},
-    )
+    return named_config("owa_events", "desktop")
 
 
 def convert_once(path: Path) -> int:
