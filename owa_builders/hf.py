@@ -17,7 +17,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Iterator
 
 import datasets
 import pyarrow as pa
@@ -77,22 +77,32 @@ class RecordingsBuilder(datasets.ArrowBasedBuilder):
             return None
         return os.path.join(self._output_dir, _ACCOUNTING_PARTS)
 
-    def _convert_episodes(
-        self,
-        episodes: list[tuple[int, Episode]],
-        split: str,
-        accounting_dir: str | None,
-        convert: Callable[[Episode, Accounting], Iterator[pa.Table]],
-    ) -> Iterator[tuple[Key, pa.Table]]:
-        """Run `convert` on each (index, episode), applying on_bad_files and saving each episode's accounting."""
+    def _episode_splits(self, splits: dict[str, list], dl_manager) -> list[datasets.SplitGenerator]:
+        """One split generator per split; its episodes (the unit of work of num_proc) are numbered in the split."""
+        accounting_dir = self._accounting_dir(dl_manager)
+        return [
+            datasets.SplitGenerator(
+                name=split,
+                gen_kwargs={"episodes": list(enumerate(episodes)), "split": split, "accounting_dir": accounting_dir},
+            )
+            for split, episodes in splits.items()
+        ]
+
+    def _convert_episode(self, episode, accounting: Accounting) -> Iterator[pa.Table]:
+        """One episode's rows as Arrow tables, its counts added to `accounting` (each builder's stage)."""
+        raise NotImplementedError
+
+    def _generate_tables(self, episodes: list[tuple[int, Any]], split: str, accounting_dir: str | None
+                         ) -> Iterator[tuple[Key, pa.Table]]:
+        """Convert each (index, episode), applying on_bad_files and saving each episode's accounting."""
         for shard, (index, episode) in enumerate(episodes):
             accounting = Accounting()
             started = False
             try:
-                for table_index, table in enumerate(convert(episode, accounting)):
+                for table_index, table in enumerate(self._convert_episode(episode, accounting)):
                     started = True
                     yield Key(shard, table_index), table
-            except BadRecordingError as error:
+            except BadRecordingError as error:  # only recordings are bad files; event rows come from a dataset
                 if started or self.config.on_bad_files == "error":
                     raise
                 log = logger.warning if self.config.on_bad_files == "warn" else logger.info

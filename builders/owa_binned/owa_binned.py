@@ -47,9 +47,8 @@ class OwaBinned(EventRowsBuilder):
     def _prepare(self, events):
         self._message_types = topic_message_types(events.splits, self.config)
 
-    def _generate_tables(self, episodes, split, accounting_dir):
-        convert = lambda rows, accounting: iter_binned_tables(rows, self.config, accounting)  # noqa: E731
-        yield from self._convert_episodes(episodes, split, accounting_dir, convert)
+    def _convert_episode(self, rows, accounting):
+        return iter_binned_tables(rows, self.config, accounting)
 
     def _dataset_metadata(self) -> dict:
         return {**super()._dataset_metadata(), "message_types": self._message_types}

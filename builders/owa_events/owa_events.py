@@ -48,21 +48,7 @@ class OwaEvents(RecordingsBuilder):
         )
 
     def _split_generators(self, dl_manager):
-        accounting_dir = self._accounting_dir(dl_manager)
-        episodes = self._recordings()
-        index = {episode.path: i for i, episode in enumerate(episodes)}
-        return [
-            datasets.SplitGenerator(
-                name=split,
-                gen_kwargs={
-                    "episodes": [(index[e.path], e) for e in members],
-                    "split": split,
-                    "accounting_dir": accounting_dir,
-                },
-            )
-            for split, members in split_episodes(episodes, self.config).items()
-        ]
+        return self._episode_splits(split_episodes(self._recordings(), self.config), dl_manager)
 
-    def _generate_tables(self, episodes, split, accounting_dir):
-        convert = lambda episode, accounting: iter_episode_tables(episode, self.config, accounting)  # noqa: E731
-        yield from self._convert_episodes(episodes, split, accounting_dir, convert)
+    def _convert_episode(self, episode, accounting):
+        return iter_episode_tables(episode, self.config, accounting)

@@ -64,9 +64,8 @@ class OwaFsl(EventRowsBuilder):
         self._tokenizer = prepare_tokenizer(self.config.tokenizer, self.config.encoder,
                                             self.config.resolved_image_pattern(), self.config.pad_token)
 
-    def _generate_tables(self, episodes, split, accounting_dir):
-        convert = lambda rows, accounting: iter_episode_tables(rows, self.config, self._tokenizer, accounting)
-        yield from self._convert_episodes(episodes, split, accounting_dir, convert)
+    def _convert_episode(self, rows, accounting):
+        return iter_episode_tables(rows, self.config, self._tokenizer, accounting)
 
     def _dataset_metadata(self) -> dict:
         self._tokenizer.save(Path(self._output_dir, TOKENIZER_FOLDER))  # the ids of the rows go with them

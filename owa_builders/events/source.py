@@ -142,14 +142,7 @@ class EventRowsBuilder(RecordingsBuilder):
         self._events = load_event_splits(self.config.data_dir, self.config.events_config, self.config.events_kwargs(),
                                          cache_dir=self._cache_dir_root, num_proc=num_proc)
         self._prepare(self._events)
-        accounting_dir = self._accounting_dir(dl_manager)
-        return [
-            datasets.SplitGenerator(
-                name=split,
-                gen_kwargs={"episodes": list(enumerate(rows)), "split": split, "accounting_dir": accounting_dir},
-            )
-            for split, rows in self._events.splits.items()
-        ]
+        return self._episode_splits(self._events.splits, dl_manager)
 
     def _prepare(self, events: EventSplits) -> None:
         """What the stage needs to know before converting episodes (e.g. the fsl tokenizer)."""
