@@ -30,7 +30,7 @@ from PIL import Image
 
 from ..events.stage import SCREEN_MESSAGE_TYPE
 from ..hf import read_dataset_metadata
-from .frames import FrameLoader, FrameRequest, MissingMedia
+from .frames import DEFAULT_FRAME_CACHE_BYTES, Decoder, FrameLoader, FrameRequest, MissingMedia
 from .roots import MediaRoot, media_root_for
 from .tensors import TensorType, as_tensor, check_tensor_type
 
@@ -148,7 +148,9 @@ def make_transform(
     missing_media: MissingMedia = "error",
     image_processor: Any = None,
     return_tensors: TensorType | None = None,
-    decoder: str = "tensorcodec",
+    decoder: Decoder = "pyav",
+    image_size: tuple[int, int] | None = None,
+    frame_cache_bytes: int = DEFAULT_FRAME_CACHE_BYTES,
 ) -> FslTransform | EventsTransform | BinnedTransform:
     """The transform for `dataset`'s rows (for ``set_transform``, ``with_transform`` or your own loop).
 
@@ -157,14 +159,20 @@ def make_transform(
     recordings' root the dataset carries; allow_external_media applies to roots given as a folder, a uri or
     carried.
     missing_media: "error" (default) or "placeholder". image_processor and return_tensors ("pt" when
-    torch is installed, else "np") apply to fsl rows. decoder: mediaref's video backend.
+    torch is installed, else "np") apply to fsl rows.
+    decoder: "pyav" (default: one pass per GOP segment of the frames a call needs), or mediaref's
+    "tensorcodec" / "torchcodec" (an ImportError says why torchcodec cannot run, if it cannot).
+    image_size: (width, height) every frame is resized to in the worker (the model's input), None: as
+    recorded. frame_cache_bytes: pixels of recently delivered frames kept per process (open decoders:
+    `frames.MAX_OPEN_VIDEOS`). See `owa_builders.media.frames`.
     """
     split = next(iter(dataset.values())) if isinstance(dataset, datasets.DatasetDict) else dataset
     metadata = _metadata(split)
     stage = _checked_stage(stage, (metadata or {}).get("builder") or split.info.builder_name)
     frames = None
     if load_images:
-        frames = FrameLoader(media_root_for(metadata, media_root, allow_external_media), missing_media, decoder)
+        root = media_root_for(metadata, media_root, allow_external_media)
+        frames = FrameLoader(root, missing_media, decoder, image_size, frame_cache_bytes)
     if stage == "fsl":
         return FslTransform(frames, image_processor, return_tensors)
     if image_processor is not None:
