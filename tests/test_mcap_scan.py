@@ -16,13 +16,8 @@ from owa.msgs.desktop.keyboard import KeyboardEvent
 from owa.msgs.desktop.mouse import RawMouseEvent
 from owa.msgs.desktop.screen import ScreenCaptured
 
-from owa_builders.recordings.mcap_scan import (
-    ChecksumMismatchError,
-    McapFormatError,
-    McapScanner,
-    TruncatedMcapError,
-    iter_messages,
-)
+from owa_builders.recordings.errors import ChecksumMismatchError, McapFormatError, TruncatedMcapError
+from owa_builders.recordings.mcap_scan import McapScanner, iter_messages
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000

@@ -13,8 +13,19 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path, PurePosixPath
 
-from .errors import LegacySchemaError, MediaReferenceError, UnknownMessageTypeError, WrongProfileError
+from .errors import (
+    LegacySchemaError,
+    MediaReferenceError,
+    RecordingsFolderError,
+    UnknownMessageTypeError,
+    UnsafeFileNameError,
+    WrongProfileError,
+    has_unsafe_characters,
+)
+from .files import file_stamp
 from .mcap_scan import ChannelInfo, McapScanner
+
+__all__ = ["Episode", "check_channel", "check_media_uri", "file_stamp", "find_episodes", "locate_media", "open_episode"]
 
 OWA_PROFILE = "owa"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -35,19 +46,38 @@ class Episode:
 
 
 def find_episodes(root: str | os.PathLike) -> list[Episode]:
-    """Every ``*.mcap`` under ``root`` (recursive), sorted by relative path. Hidden files and folders are skipped."""
+    """Every name ``*.mcap`` under ``root`` (recursive), sorted by relative path; hidden ones are skipped.
+
+    Whatever is under such a name is listed without being opened: a directory (not descended into), a
+    FIFO, a symlink loop or a name with control characters is refused when the episode is read (see
+    `open_episode`). A `root` that is missing or not a folder raises `RecordingsFolderError`, and so does a
+    subfolder that cannot be listed (its recordings would be lost silently).
+    """
     root = os.path.abspath(root)
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"{root}: recordings folder not found")
+        mistake = "does not exist" if not os.path.exists(root) else "is a file, not a folder"
+        raise RecordingsFolderError(root, f"recordings folder {mistake}")
+
+    def unlistable(error: OSError) -> None:
+        raise RecordingsFolderError(error.filename, f"cannot list this folder of recordings: {error.strerror}")
+
     found = []
-    for folder, subfolders, files in os.walk(root):
-        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
-        found.extend(os.path.join(folder, name) for name in files if name.endswith(".mcap") and not name.startswith("."))
+    for folder, subfolders, files in os.walk(root, onerror=unlistable):
+        found.extend(os.path.join(folder, name) for name in files + subfolders if _is_recording_name(name))
+        subfolders[:] = [name for name in subfolders if not name.startswith(".") and not name.endswith(".mcap")]
     return sorted((Episode(path, root) for path in found), key=lambda episode: episode.relative_path)
 
 
+def _is_recording_name(name: str) -> bool:
+    return name.endswith(".mcap") and not name.startswith(".")
+
+
 def open_episode(episode: Episode) -> McapScanner:
-    """Open an episode's MCAP, refusing files that are not OWAMcap."""
+    """Open an episode's MCAP, refusing names that cannot be an episode_path and files that are not OWAMcap."""
+    if has_unsafe_characters(episode.relative_path):
+        raise UnsafeFileNameError(
+            episode.path, "the file name holds control characters or undecodable bytes; rename the file"
+        )
     scanner = McapScanner(episode.path)
     if scanner.profile != OWA_PROFILE:
         scanner.close()
@@ -85,8 +115,14 @@ def locate_media(episode: Episode, uri: str, allow_external: bool) -> str:
     """Where a screen message's media uri points: a local path, or the uri itself if it is a URL or embedded.
 
     Relative uris resolve against the episode's folder. Uris that leave the recordings' root (URLs,
-    absolute paths, ``../`` or a symlink out) are refused unless `allow_external`. Nothing is opened.
+    absolute paths, ``../`` or a symlink out) are refused unless `allow_external`. A uri that is not a
+    string, or holds control characters (NUL, newlines, …), is refused even then: no file is named so by
+    a recorder. Nothing is opened.
     """
+    if not isinstance(uri, str) or has_unsafe_characters(uri):
+        raise MediaReferenceError(
+            episode.path, f"screen media uri {uri!r} is not a file name (control characters, or not a string)"
+        )
     if uri.startswith("data:"):
         return uri  # embedded in the message itself
     if _URL.match(uri) or os.path.isabs(uri) or _WINDOWS_ABSOLUTE.match(uri):

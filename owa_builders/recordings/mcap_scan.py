@@ -8,30 +8,36 @@ checked against the chunk vectorised; otherwise the records are walked one by on
 Anything the ``mcap`` library would reject raises :class:`McapFormatError` naming the file and the
 problem, and so do chunk CRC and size mismatches. A file that ends early (a recorder killed mid-write
 leaves no summary or footer) raises :class:`TruncatedMcapError` once iteration reaches the cut.
+
+No length, size or offset read from the file is trusted before it is checked against what holds it (the
+file, the record, the chunk), so a hostile file costs memory bounded by its own size, apart from a chunk's
+decompression, bounded as `MAX_CHUNK_BYTES` says.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Iterator, NoReturn
+from typing import BinaryIO, Iterator, NoReturn
 
 import lz4.frame
 import numpy as np
 import numpy.typing as npt
 import zstandard
+from mcap.opcode import Opcode
+from mcap.writer import MCAP0_MAGIC as MAGIC
 
-from .errors import BadRecordingError
+from .errors import ChecksumMismatchError, McapFormatError, TruncatedMcapError
+from .files import open_regular_file
 
-MAGIC = b"\x89MCAP0\r\n"
-
-# Record opcodes (MCAP specification); the others are skipped.
-HEADER, FOOTER, SCHEMA, CHANNEL, MESSAGE = 0x01, 0x02, 0x03, 0x04, 0x05
-CHUNK, MESSAGE_INDEX, DATA_END = 0x06, 0x07, 0x0F
-_NAMES = {HEADER: "Header", FOOTER: "Footer", SCHEMA: "Schema", CHANNEL: "Channel", MESSAGE: "Message",
-          CHUNK: "Chunk", MESSAGE_INDEX: "MessageIndex", DATA_END: "DataEnd"}  # fmt: skip
+# The records read; the others are skipped. Plain ints: they are compared once per record.
+HEADER, FOOTER, SCHEMA, CHANNEL = int(Opcode.HEADER), int(Opcode.FOOTER), int(Opcode.SCHEMA), int(Opcode.CHANNEL)
+MESSAGE, CHUNK, MESSAGE_INDEX, DATA_END = (
+    int(Opcode.MESSAGE), int(Opcode.CHUNK), int(Opcode.MESSAGE_INDEX), int(Opcode.DATA_END),
+)  # fmt: skip
 
 _RECORD = struct.Struct("<BQ")  # opcode, length of the body that follows
 _FOOTER = struct.Struct("<BQQQI")  # opcode, length, summary_start, summary_offset_start, summary_crc
@@ -49,23 +55,12 @@ _INDEX_ENTRY = np.dtype([("log_time", "<u8"), ("offset", "<u8")])
 _INT64_MAX = np.iinfo(np.int64).max
 _RUN_LIMIT = 1 << 20  # un-chunked records are batched up to about this many bytes
 
-
-class McapFormatError(BadRecordingError):
-    """A file that is not a readable MCAP. ``str()`` is ``'<path>: <problem>'``."""
-
-    reason = "corrupt_mcap"
-
-
-class TruncatedMcapError(McapFormatError):
-    """The file ends before its footer, as when the writer is killed. The problem starts with 'truncated'."""
-
-    reason = "truncated"
-
-
-class ChecksumMismatchError(McapFormatError):
-    """A chunk's or the data section's CRC-32 does not match its contents."""
-
-    reason = "checksum_mismatch"
+# A chunk's claimed uncompressed size is refused, before anything is allocated, when it exceeds what its
+# compression can produce from its compressed bytes (zstd: one 4-byte RLE block per 128 KiB block; lz4:
+# about 255 bytes per byte; none: the bytes themselves) or MAX_CHUNK_BYTES, far above what writers make
+# (the mcap writers close a chunk at 1 MiB by default). Decompression writes at most the claimed size.
+MAX_CHUNK_BYTES = 1 << 30
+MAX_COMPRESSION_RATIO = {"zstd": 1 << 15, "lz4": 1 << 8, "": 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +97,11 @@ class MessageBatch:
 
 
 def _describe(opcode: int) -> str:
-    return f"{_NAMES[opcode]} record" if opcode in _NAMES else f"record with opcode {opcode:#04x}"
+    """'MessageIndex record' for a known opcode, else 'record with opcode 0x..'."""
+    try:
+        return Opcode(opcode).name.title().replace("_", "") + " record"
+    except ValueError:
+        return f"record with opcode {opcode:#04x}"
 
 
 def _prefixed(buf: bytes, pos: int, end: int) -> tuple[bytes, int]:
@@ -146,26 +145,34 @@ def _read_channel(buf: bytes, pos: int, end: int, schemas: dict[int, tuple[str, 
 class McapScanner:
     """Reads an MCAP file chunk by chunk. Opening checks the leading magic and reads the Header.
 
+    `source` is a path (opened only if it is a regular file: see `open_regular_file`) or an open, seekable
+    binary file (e.g. from fsspec), which stays the caller's to close; `name` is what errors call it
+    (default: the path, or the file object's ``name``).
+
     ``profile`` and ``library`` come from the Header. ``channels`` starts with the summary's channels (when
     the file has a summary) and takes every Channel record met while iterating; complete after iteration.
     """
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = os.fspath(path)
-        try:
-            self._file = open(self.path, "rb")
-        except OSError as error:
-            raise McapFormatError(self.path, f"cannot be read: {error.strerror or error}") from error
+    def __init__(self, source: str | os.PathLike | BinaryIO, name: str | None = None):
+        if isinstance(source, (str, os.PathLike)):
+            self.path = name or os.fspath(source)
+            self._file, self._owns_file = open_regular_file(os.fspath(source)), True
+        else:
+            if isinstance(source, io.TextIOBase) or not source.seekable():
+                raise ValueError(f"McapScanner needs a seekable binary file, not {source!r}")
+            self.path = name or str(getattr(source, "name", None) or repr(source))
+            self._file, self._owns_file = source, False
         self._zstd = zstandard.ZstdDecompressor()
         self._schemas: dict[int, tuple[str, str]] = {}  # id -> (name, encoding)
         self.channels: dict[int, ChannelInfo] = {}
         try:
-            self._size = os.fstat(self._file.fileno()).st_size
+            self._size = self._file.seek(0, os.SEEK_END)
+            self._file.seek(0)
             self.profile, self.library = self._read_header()
             self._data_start, self._header_crc = self._pos, self._crc
             self._summary = self._read_summary()
         except BaseException:
-            self._file.close()
+            self.close()
             raise
         if self._summary is not None:
             self._schemas.update(self._summary[0])
@@ -216,7 +223,7 @@ class McapScanner:
                     problem = f"DataEnd says {expected:#010x}, the data has {crc_before:#010x}"
                     raise ChecksumMismatchError(self.path, f"data section CRC mismatch: {problem}")
             elif opcode == FOOTER:
-                end = self._file.read(len(MAGIC))
+                end = self._read(len(MAGIC))
                 if end != MAGIC:
                     if len(end) < len(MAGIC) and MAGIC.startswith(end):
                         problem = f"truncated: the file ends at byte {self._size} inside the trailing magic"
@@ -225,7 +232,8 @@ class McapScanner:
                 return
 
     def close(self) -> None:
-        self._file.close()
+        if self._owns_file:
+            self._file.close()
 
     def __enter__(self) -> McapScanner:
         return self
@@ -241,7 +249,7 @@ class McapScanner:
     def _read_header(self) -> tuple[str, str]:
         if self._size == 0:
             self._fail("empty file")
-        magic = self._file.read(len(MAGIC))
+        magic = self._read(len(MAGIC))
         if magic != MAGIC:
             if len(magic) < len(MAGIC) and MAGIC.startswith(magic):
                 raise TruncatedMcapError(self.path, f"truncated: the file is only {len(magic)} bytes")
@@ -255,13 +263,20 @@ class McapScanner:
             profile, pos = _prefixed(body, 0, len(body))
             library, _ = _prefixed(body, pos, len(body))
             return profile.decode(), library.decode()
-        except ValueError as e:
+        except ValueError as e:  # UnicodeDecodeError included
             self._fail(f"malformed Header record: {e}")
+
+    def _read(self, size: int) -> bytes:
+        """Up to `size` bytes from the current position; fewer only at the end of the file."""
+        data = self._file.read(size)
+        while len(data) < size and (more := self._file.read(size - len(data))):  # a raw or remote file
+            data += more
+        return data
 
     def _next_head(self) -> tuple[int, int, int]:
         """Reads the opcode and length of the record at the current position: (offset, opcode, length)."""
         offset = self._pos
-        head = self._file.read(9)
+        head = self._read(9)
         if len(head) < 9:
             problem = f"truncated: the file ends at byte {offset + len(head)} without a footer"
             raise TruncatedMcapError(self.path, problem)
@@ -271,7 +286,7 @@ class McapScanner:
 
     def _read_body(self, offset: int, opcode: int, length: int) -> bytes:
         """Reads the body of the record whose head ``_next_head`` just read."""
-        body = self._file.read(length) if length <= self._size - offset - 9 else b""
+        body = self._read(length) if length <= self._size - offset - 9 else b""
         if len(body) != length:
             raise TruncatedMcapError(
                 self.path,
@@ -288,14 +303,14 @@ class McapScanner:
         if footer_at < self._data_start:
             return None
         self._file.seek(footer_at)
-        tail = self._file.read(_FOOTER.size + len(MAGIC))
+        tail = self._read(_FOOTER.size + len(MAGIC))
         opcode, length, start, _, crc = _FOOTER.unpack_from(tail)
         if opcode != FOOTER or length != _FOOTER.size - 9 or tail[_FOOTER.size :] != MAGIC:
             return None
         if not self._data_start <= start <= footer_at:  # start 0: the file has no summary
             return None
         self._file.seek(start)
-        summary = self._file.read(footer_at - start)
+        summary = self._read(footer_at - start)
         if crc and zlib.crc32(tail[: _FOOTER.size - 4], zlib.crc32(summary)) != crc:
             return None
         schemas: dict[int, tuple[str, str]] = {}
@@ -335,18 +350,27 @@ class McapScanner:
         if data_length > len(body) - pos - 8:
             self._fail(f"{chunk}: compressed records overrun the record")
         data = memoryview(body)[pos + 8 : pos + 8 + data_length]
+        if compression not in MAX_COMPRESSION_RATIO:
+            self._fail(f"{chunk}: unsupported compression {compression!r}")
+        if size > min(MAX_COMPRESSION_RATIO[compression] * data_length, MAX_CHUNK_BYTES):
+            self._fail(
+                f"{chunk}: claims {size} uncompressed bytes from {data_length} {compression or 'uncompressed'} "
+                f"bytes, more than {compression or 'no compression'} can hold (at most "
+                f"{MAX_COMPRESSION_RATIO[compression]}x, and {MAX_CHUNK_BYTES} bytes per chunk)"
+            )
         try:
             if compression == "zstd":
-                # Checked first: the frame header's size is what zstd allocates.
+                # Checked first: the frame header's content size is what zstd allocates.
                 if (frame_size := zstandard.frame_content_size(data)) not in (size, -1):
                     self._fail(f"{chunk}: uncompressed size mismatch: chunk says {size}, zstd {frame_size}")
                 records = self._zstd.decompress(data, max_output_size=size)
             elif compression == "lz4":
-                records = lz4.frame.decompress(data)
-            elif compression == "":
-                records = bytes(data)
+                lz4_frame = lz4.frame.LZ4FrameDecompressor()
+                records = lz4_frame.decompress(data, max_length=size)
+                if not lz4_frame.eof:
+                    self._fail(f"{chunk}: the lz4 frame is cut or holds more than the {size} bytes the chunk says")
             else:
-                self._fail(f"{chunk}: unsupported compression {compression!r}")
+                records = bytes(data)
         except (zstandard.ZstdError, RuntimeError) as e:
             self._fail(f"{chunk}: {compression} decompression failed: {e}")
         if len(records) != size:
