@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pickle
+import random
 import shutil
 from pathlib import Path
 
+import av
 import datasets
 import numpy as np
 import pytest
@@ -12,7 +15,8 @@ from media_fixtures import load_events, pyav_frames, screen_pts
 
 import owa_builders
 from owa_builders.events.stage import SCREEN_MESSAGE_TYPE
-from owa_builders.media import LocalMediaRoot, MissingFrameError, make_transform
+from owa_builders.media import FrameLoader, FrameRequest, LocalMediaRoot, MissingFrameError, make_transform
+from owa_builders.media import frames as frames_module
 from owa_builders.recordings.errors import MediaReferenceError
 from owa_builders.synth import SynthProfile, frame_index_from_image, synthesize_episode
 
@@ -143,3 +147,124 @@ def test_media_outside_the_root_is_refused_unless_allowed(copied_recordings, uri
         shutil.copy(root / "episode_000.mkv", copied_recordings / "outside.mkv")
         image = transformed(dataset, stage="events", media_root=root, allow_external_media=True)[0]["image"]
         assert frame_index_from_image(np.asarray(image)) == 0
+
+
+# ---------------------------------------------------------------- decoding options: segments, cache, resize, backends
+
+GOP = 30  # frames per keyframe in the video below (the upstream recorder's)
+
+
+@pytest.fixture(scope="module")
+def gop_video(tmp_path_factory) -> Path:
+    """A 3-second, 60 Hz, 64×48 H.264 video with a keyframe every 30 frames, and its .mcap."""
+    mcap = tmp_path_factory.mktemp("gop") / "episode.mcap"
+    synthesize_episode(mcap, SynthProfile(duration_s=3, keyframe_interval=GOP))
+    return mcap.with_suffix(".mkv")
+
+
+def frame_requests(video: Path, indices: list[int]) -> list[FrameRequest]:
+    """Screen messages of episode.mcap referencing the frames of `video` at `indices` (in pts order)."""
+    times = sorted(pyav_frames(video))
+    return [FrameRequest("episode.mcap", {"shape": [64, 48], "media_ref": {"uri": video.name, "pts_ns": times[i]}})
+            for i in indices]
+
+
+def test_frames_are_decoded_in_one_pass_per_gop_segment(gop_video):
+    loader = FrameLoader(LocalMediaRoot(str(gop_video.parent)))
+    wanted = [50, 35, 40, 95]  # two segments: from keyframe 30 through 50, from keyframe 90 through 95
+    frames = loader.load(frame_requests(gop_video, wanted)).frames
+    assert [frame_index_from_image(frame) for frame in frames] == wanted
+    assert loader.counts["seeks"] == 2 and loader.counts["decoded"] == (50 - 30 + 1) + (95 - 90 + 1)
+    loader.load(frame_requests(gop_video, [100]))  # goes on from frame 95: no seek
+    assert loader.counts["seeks"] == 2 and loader.counts["decoded"] == 27 + 5
+    loader.load(frame_requests(gop_video, [10]))  # behind: seeks back to keyframe 0
+    assert loader.counts["seeks"] == 3 and loader.counts["decoded"] == 32 + 11
+    assert loader.counts["delivered"] == 6 and loader.counts["from_cache"] == 0
+
+
+def test_frames_of_a_shuffled_batch_equal_pyav_and_repeat_from_the_cache(gop_video):
+    loader = FrameLoader(LocalMediaRoot(str(gop_video.parent)))
+    frames = pyav_frames(gop_video)
+    wanted = random.Random(0).sample(range(len(frames)), 40)
+    loaded = loader.load(frame_requests(gop_video, wanted)).frames
+    assert all(np.array_equal(frame, frames[sorted(frames)[i]]) for frame, i in zip(loaded, wanted, strict=True))
+    decoded = loader.counts["decoded"]
+    again = loader.load(frame_requests(gop_video, wanted[:10])).frames
+    assert loader.counts["from_cache"] == 10 and loader.counts["decoded"] == decoded
+    assert all(a is b for a, b in zip(again, loaded))
+
+
+def test_the_frame_cache_holds_at_most_its_bytes(gop_video):
+    frame_bytes = 64 * 48 * 3
+    loader = FrameLoader(LocalMediaRoot(str(gop_video.parent)), frame_cache_bytes=5 * frame_bytes + 1)
+    loader.load(frame_requests(gop_video, list(range(20))))
+    assert loader.cache.frames_size == 5 * frame_bytes
+    loader.load(frame_requests(gop_video, [15, 19]))  # the five most recent are kept
+    assert loader.counts["from_cache"] == 2
+    loader.load(frame_requests(gop_video, [14]))
+    assert loader.counts["from_cache"] == 2 and loader.counts["decoded"] == 20 + 15
+    nothing_kept = FrameLoader(LocalMediaRoot(str(gop_video.parent)), frame_cache_bytes=0)
+    nothing_kept.load(frame_requests(gop_video, [3, 3]))
+    assert nothing_kept.cache.frames_size == 0 and nothing_kept.counts["from_cache"] == 0
+
+
+def test_open_decoders_are_bounded_and_not_pickled(gop_video, tmp_path, monkeypatch):
+    monkeypatch.setattr(frames_module, "MAX_OPEN_VIDEOS", 1)
+    first, second = (Path(shutil.copy(gop_video, tmp_path / name)) for name in ("first.mkv", "second.mkv"))
+    loader = FrameLoader(LocalMediaRoot(str(tmp_path)))
+    frame = loader.load(frame_requests(first, [5])).frames[0]
+    first_decoder = loader.cache.video(str(first))
+    loader.load(frame_requests(second, [6]))
+    assert first_decoder._container is None  # closed: the second video took the only place
+    copy = pickle.loads(pickle.dumps(loader))
+    assert copy._cache is None and copy.counts["decoded"] == 0
+    assert np.array_equal(copy.load(frame_requests(first, [5])).frames[0], frame)
+
+
+@pytest.mark.parametrize("size", [(32, 24), (48, 48)])
+def test_image_size_resizes_as_pyav_does_in_the_conversion(gop_video, size):
+    loader = FrameLoader(LocalMediaRoot(str(gop_video.parent)), image_size=size)
+    wanted = [0, 31, 77]
+    frames = loader.load(frame_requests(gop_video, wanted)).frames
+    with av.open(str(gop_video)) as container:
+        expected = [frame.to_ndarray(format="rgb24", width=size[0], height=size[1], interpolation="AREA")
+                    for i, frame in enumerate(container.decode(video=0)) if i in wanted]
+    assert all(frame.shape == (size[1], size[0], 3) for frame in frames)
+    assert all(np.array_equal(a, b) for a, b in zip(frames, expected, strict=True))
+
+
+def test_image_size_through_make_transform_and_for_placeholders(events, copied_recordings, tmp_path):
+    rows = transformed(screen_rows(events["train"]), image_size=(40, 30))[:3]["image"]
+    assert [image.size for image in rows] == [(40, 30)] * 3
+    moved_events = load_events(copied_recordings, tmp_path / "cache")["train"]
+    (copied_recordings / "train" / "episode_000.mkv").unlink()
+    image = transformed(screen_rows(moved_events), image_size=(40, 30), missing_media="placeholder")[0]["image"]
+    assert image.size == (40, 30) and not np.asarray(image).any()
+    with pytest.raises(ValueError, match=r"image_size must be \(width, height\) in positive pixels, not \(0, 30\)"):
+        make_transform(events["train"], image_size=(0, 30))
+
+
+def test_tensorcodec_backend_gives_the_same_frames(gop_video):
+    requests = frame_requests(gop_video, [70, 2, 150])
+    ours = FrameLoader(LocalMediaRoot(str(gop_video.parent))).load(requests).frames
+    theirs = FrameLoader(LocalMediaRoot(str(gop_video.parent)), decoder="tensorcodec").load(requests).frames
+    assert all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
+
+
+def test_torchcodec_backend_works_or_says_why_not(gop_video):
+    root = LocalMediaRoot(str(gop_video.parent))
+    try:
+        frames_module.check_torchcodec()
+    except ImportError as error:  # here: no torchcodec, or one that cannot load (torch build, FFmpeg libraries)
+        assert str(error).startswith("decoder='torchcodec'") and "decoder='pyav'" in str(error)
+        with pytest.raises(ImportError, match="decoder='torchcodec'"):
+            FrameLoader(root, decoder="torchcodec")
+        return
+    requests = frame_requests(gop_video, [70, 2])
+    theirs = FrameLoader(root, decoder="torchcodec").load(requests).frames
+    assert all(np.array_equal(a, b) for a, b in zip(FrameLoader(root).load(requests).frames, theirs, strict=True))
+
+
+def test_an_unknown_decoder_is_refused(events):
+    with pytest.raises(ValueError, match="decoder must be one of 'pyav', 'tensorcodec', 'torchcodec', not 'opencv'"):
+        make_transform(events["train"], decoder="opencv")
