@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 BadFilesPolicy = Literal["error", "warn", "skip"]
-RATE_POLICIES = ("drop", "aggregate", "uniform")
 
 
 @dataclass
@@ -21,7 +20,8 @@ class EventsSettings:
     drop_topics: list[str] = field(default_factory=list)
     # Per-topic rate limits: {"screen": {"hz": 20}, "mouse/raw": {"hz": 20, "policy": "aggregate"}}.
     # Policies: "drop" (default; one event per 1/hz slot), "aggregate" (mouse/raw: sum plain moves per
-    # slot), "uniform" (keyboard: auto-repeat replaced by presses at hz while a key is held).
+    # slot), "latest" (mouse: the latest move per slot, clicks and scrolls kept), "uniform" (keyboard:
+    # auto-repeat replaced by presses at hz while a key is held).
     rate_limits: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Which parts of each episode to keep: "whole", or an expression of
     # {"inactivity": {...}}, {"start_stop_keys": {...}}, {"and"|"or": [...]}, {"minus": [a, b]}.
@@ -39,6 +39,7 @@ class EventsSettings:
     def validate(self) -> None:
         """Raise ValueError naming the first field whose value cannot work."""
         from .intervals import parse_intervals
+        from .rate_limits import POLICIES
 
         check_bad_files_policy(self.on_bad_files)
         if self.split_by not in ("auto", "folders", "test_size"):
@@ -50,8 +51,8 @@ class EventsSettings:
                 raise ValueError(f"rate_limits[{topic!r}] must be {{'hz': number, 'policy': name}}, not {limit!r}")
             if not limit["hz"] > 0:
                 raise ValueError(f"rate_limits[{topic!r}]['hz'] must be > 0, not {limit['hz']!r}")
-            if limit.get("policy", "drop") not in RATE_POLICIES:
-                raise ValueError(f"rate_limits[{topic!r}]['policy'] must be one of {RATE_POLICIES}")
+            if limit.get("policy", "drop") not in POLICIES:
+                raise ValueError(f"rate_limits[{topic!r}]['policy'] must be one of {tuple(POLICIES)}")
         parse_intervals(self.intervals)
 
     def keeps_topic(self, topic: str) -> bool:

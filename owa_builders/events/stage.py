@@ -24,6 +24,7 @@ from ..recordings.episodes import Episode, check_channel, check_media_uri, open_
 from ..recordings.errors import BadRecordingError, MediaReferenceError, TimeOrderError
 from ..recordings.mcap_scan import ChannelInfo, MessageBatch
 from .intervals import IntervalSet, WholeEpisode, end_batch, parse_intervals
+from .payload_columns import Payloads
 from .rate_limits import make_policy
 from .settings import EventsSettings
 
@@ -215,8 +216,8 @@ def _apply_policy(state: _TopicPolicy, batch, indices, orders, intervals, topic_
             flushed = state.policy.flush(until=int(intervals.ends[state.interval]) + 1)
             _add_policy_output(flushed, state.channel_id, topic_counts, pending)
         state.interval = interval
-        payloads = batch.payloads(run) if state.policy.reads_payloads else None
-        output = state.policy.apply(times[run].tolist(), orders[run].tolist(), payloads)
+        payloads = Payloads(batch.buffer, batch.data_starts[run], batch.data_ends[run]) if state.policy.reads_payloads else None
+        output = state.policy.apply(times[run], orders[run], payloads)
         _add_policy_output(output, state.channel_id, topic_counts, pending)
         kept.append(run[output.keep])
     return np.concatenate(kept)

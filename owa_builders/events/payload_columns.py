@@ -1,0 +1,83 @@
+"""Payloads of one run of messages, and the raw mouse fields the rate limits read from them.
+
+`Payloads` is a view of some messages' payload bytes inside a decompressed chunk (no copies until asked).
+`RawMouseReader` gives RawMouseEvent payloads as numpy columns. A recording repeats the same few payloads
+over and over (a move of one count to the right is the same bytes every time), so each distinct payload is
+parsed once, with orjson, and every message looks its fields up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+# Kinds of raw mouse message
+PLAIN_MOVE = 0  # relative motion only: no flags, no button or wheel data
+OTHER = 1  # buttons, wheel or flags: passed through by the policies
+MALFORMED = 2  # not a JSON object with integer last_x and last_y within DELTA_LIMIT
+DELTA_LIMIT = 2**31 - 1  # RAWMOUSE lLastX/lLastY are 32-bit; sums of a slot's moves then fit int64
+
+
+@dataclass(frozen=True, slots=True)
+class Payloads:
+    """The payloads ``buffer[starts[i]:ends[i]]`` of a run of messages."""
+
+    buffer: bytes
+    starts: npt.NDArray[np.int64]
+    ends: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> bytes:
+        return self.buffer[self.starts[i] : self.ends[i]]
+
+    def tolist(self) -> list[bytes]:
+        buffer = self.buffer
+        return [buffer[a:b] for a, b in zip(self.starts.tolist(), self.ends.tolist())]
+
+
+class RawMouseReader:
+    """(kind, last_x, last_y) columns of RawMouseEvent payloads, each distinct payload parsed once."""
+
+    MAX_DISTINCT = 1 << 16  # forget the payloads seen when there are more (memory stays bounded)
+
+    def __init__(self):
+        self._ids: dict[bytes, int] = {}
+        self._fields: list[tuple[int, int, int]] = []
+        self._table = np.zeros((0, 3), np.int64)
+
+    def columns(self, payloads: Payloads) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        messages = payloads.tolist()
+        ids = list(map(self._ids.get, messages))
+        if None in ids:
+            if len(self._ids) + len(messages) > self.MAX_DISTINCT:
+                self.__init__()
+                ids = [None] * len(messages)
+            ids = [self._id(message) if i is None else i for i, message in zip(ids, messages)]
+            self._table = np.array(self._fields, np.int64).reshape(-1, 3)
+        fields = self._table[np.array(ids, np.int64)] if ids else self._table[:0]
+        return fields[:, 0].astype(np.int8), fields[:, 1], fields[:, 2]
+
+    def _id(self, message: bytes) -> int:
+        known = self._ids.get(message)
+        if known is None:
+            known = self._ids[message] = len(self._fields)
+            self._fields.append(_raw_mouse_fields(message))
+        return known
+
+
+def _raw_mouse_fields(raw: bytes) -> tuple[int, int, int]:
+    """One payload's (kind, last_x, last_y)."""
+    try:
+        message = orjson.loads(raw)
+        x, y = message["last_x"], message["last_y"]
+        plain = not (message.get("us_flags") or message.get("button_flags") or message.get("button_data"))
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return MALFORMED, 0, 0
+    if not (type(x) is type(y) is int and abs(x) <= DELTA_LIMIT and abs(y) <= DELTA_LIMIT):
+        return MALFORMED, 0, 0
+    return (PLAIN_MOVE if plain else OTHER), x, y
