@@ -5,21 +5,31 @@ from __future__ import annotations
 from pathlib import Path
 
 import datasets
+import numpy as np
+import orjson
 import pytest
+import torch
 from owa.core import MESSAGES
+from owa.msgs.desktop.mouse import MouseEvent
 from recording_fixtures import MS, T0, copy_episode, key, move, screen, write_recording
 
 import owa_builders
-from owa_builders.synth import SynthProfile, synthesize_episode, synthesize_recordings
+from owa_builders.binned.actions import ACTION_VECTOR_LENGTH, action_vector_layout
+from owa_builders.media.transforms import BinnedTransform
+from owa_builders.synth import EpisodeManifest, SynthProfile, synthesize_episode, synthesize_recordings
 
 ACTION_TOPICS = {"keyboard", "mouse/raw", "mouse"}
 
 
 @pytest.fixture(scope="module")
-def recordings(tmp_path_factory) -> Path:
+def synthesized(tmp_path_factory) -> tuple[Path, list[EpisodeManifest]]:
     root = tmp_path_factory.mktemp("recordings")
-    synthesize_recordings(root, episodes=3, profile=SynthProfile(duration_s=6.0, seed=1))
-    return root
+    return root, synthesize_recordings(root, episodes=3, profile=SynthProfile(duration_s=6.0, seed=1))
+
+
+@pytest.fixture(scope="module")
+def recordings(synthesized) -> Path:
+    return synthesized[0]
 
 
 def load(builder, data_dir, name, cache_dir, **kwargs):
@@ -177,3 +187,66 @@ def test_a_folder_with_neither_recordings_nor_events_is_refused(tmp_path):
     (tmp_path / "notes" / "readme.txt").write_text("no recordings here")
     with pytest.raises(ValueError, match="neither recordings"):
         load("owa_binned", tmp_path / "notes", "10fps", tmp_path)
+
+
+def test_numeric_actions_add_up_to_what_was_recorded(synthesized, tmp_path):
+    """Every message kept (events config `default`): the columns match the synthesizer's ground truth."""
+    recordings, manifests = synthesized
+    dataset = load("owa_binned", recordings, "10fps", tmp_path, events_config="default")
+    rows = dataset["train"]
+    clamped = owa_builders.read_accounting(dataset)["total"]["topics"]
+    for manifest in manifests:
+        bins = rows.filter(lambda row, path=manifest.mcap_path.name: row["episode_path"] == path)
+        assert (sum(bins["mouse_dx"]), sum(bins["mouse_dy"])) == manifest.raw_mouse_motion
+        assert sum(map(len, bins["keys_pressed"])) == manifest.key_presses
+        assert sum(map(len, bins["keys_released"])) == manifest.key_releases
+        assert sum(map(len, bins["buttons_pressed"])) == manifest.mouse_clicks
+        assert bins["keys_down"][-1] == [] and bins["buttons_down"][-1] == []  # the synthesizer releases all
+        assert bins["mouse_x"][0] is None or bins["timestamp_ns"][0] == bins["action_timestamps_ns"][0][0]
+    assert clamped["keyboard"]["clamped"] == {"key_press_while_down": sum(m.key_repeats for m in manifests)}
+    # each click is seen on mouse/raw, then as a MouseEvent click: not a second press or release
+    clicks = sum(m.mouse_clicks for m in manifests)
+    assert clamped["mouse"]["clamped"] == {"button_press_while_down": clicks, "button_release_while_up": clicks}
+    known = [x is not None for x in rows["mouse_x"]]
+    assert any(known) and known == sorted(known)  # once known, the position is carried
+
+
+def test_numeric_motion_sums_to_the_kept_raw_motion_under_desktop(recordings, tmp_path):
+    binned = load("owa_binned", recordings, "10fps", tmp_path)["train"]
+    events = load("owa_events", recordings, "desktop", tmp_path)["train"]
+    moves = [orjson.loads(m) for t, m in zip(events["topic"], events["mcap_message"]) if t == "mouse/raw"]
+    assert sum(binned["mouse_dx"]) == sum(m["last_x"] for m in moves) != 0
+    assert sum(binned["mouse_dy"]) == sum(m["last_y"] for m in moves)
+    assert set(binned["mouse_x"]) == {None}  # desktop keeps no absolute mouse events
+    assert binned.features["action"] == datasets.List(datasets.Value("float32"), length=ACTION_VECTOR_LENGTH)
+    assert owa_builders.read_dataset_metadata(binned)["action_vector"] == action_vector_layout()
+
+
+def test_absolute_mouse_recording_gives_the_cursor_and_clicks(tmp_path):
+    write_recording(tmp_path / "rec" / "ep.mcap", [
+        ("screen", screen(0), T0),
+        ("mouse", MouseEvent(event_type="move", x=300, y=200), T0 + 30 * MS),
+        ("mouse", MouseEvent(event_type="click", x=310, y=205, button="left", pressed=True), T0 + 120 * MS),
+        ("mouse", MouseEvent(event_type="click", x=310, y=205, button="left", pressed=False), T0 + 340 * MS),
+    ])
+    rows = load("owa_binned", tmp_path / "rec", "10fps", tmp_path / "cache", events_config="default")["train"]
+    assert [(r["mouse_x"], r["mouse_y"], r["buttons_down"]) for r in rows] == [
+        (300, 200, []), (310, 205, ["left"]), (310, 205, ["left"]), (310, 205, [])]
+    assert rows["buttons_released"] == [[], [], [], ["left"]]
+
+
+def test_the_transform_gives_numeric_columns_as_tensors(recordings, tmp_path):
+    rows = load("owa_binned", recordings, "10fps", tmp_path)["train"]
+    stored = rows[:4]
+    owa_builders.auto_set_transform(rows, load_images=False)
+    as_torch = rows[:4]
+    as_numpy = BinnedTransform(None, return_tensors="np")(stored)
+    for index in range(4):
+        assert as_torch["action"][index].dtype == torch.float32
+        assert torch.equal(as_torch["action"][index], torch.tensor(stored["action"][index]))
+        assert as_numpy["action"][index].tolist() == stored["action"][index]
+        assert as_torch["mouse_dx"][index].item() == as_numpy["mouse_dx"][index] == stored["mouse_dx"][index]
+        assert as_numpy["keys_down"][index].dtype == np.int64
+        assert as_numpy["keys_down"][index].tolist() == stored["keys_down"][index]
+        assert not as_numpy["mouse_xy_known"][index] and as_numpy["mouse_x"][index] == 0  # no absolute mouse
+    assert as_torch["buttons_down"] == stored["buttons_down"]  # names stay names

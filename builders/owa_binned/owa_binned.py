@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import datasets
 
+from owa_builders.binned.actions import action_vector_layout
 from owa_builders.binned.settings import BinnedSettings
 from owa_builders.binned.stage import BINNED_SCHEMA, iter_binned_tables, topic_message_types
 from owa_builders.events.source import EventRowsBuilder
@@ -29,9 +30,9 @@ class OwaBinned(EventRowsBuilder):
     BUILDER_CONFIGS = [
         OwaBinnedConfig(
             name=f"{fps}fps",
-            version=datasets.Version("1.0.0"),
+            version=datasets.Version("1.1.0"),
             description=f"Bins of 1/{fps} s: the screen frame(s) of each bin (the latest carried forward) "
-                        "and its keyboard and mouse events.",
+                        "and its keyboard and mouse events, as payloads and as numbers.",
             fps=fps,
         )
         for fps in FPS_CONFIGS
@@ -51,4 +52,5 @@ class OwaBinned(EventRowsBuilder):
         return iter_binned_tables(rows, self.config, accounting)
 
     def _dataset_metadata(self) -> dict:
-        return {**super()._dataset_metadata(), "message_types": self._message_types}
+        return {**super()._dataset_metadata(), "message_types": self._message_types,
+                "action_vector": action_vector_layout()}

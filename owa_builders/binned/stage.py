@@ -10,7 +10,9 @@ A row's `state` holds every state event (screen frame) of its bin in time order.
 carries the latest earlier frame forward: `state_carried` is true and the frame's timestamp in
 `state_timestamps_ns` lies before the bin. A bin before the episode's first frame has an empty state
 (and `state_carried` false). `actions` are the bin's action events in time order, with their topics and
-timestamps in parallel lists. Payloads are stage 1's `mcap_message` bytes, unchanged.
+timestamps in parallel lists. Payloads are stage 1's `mcap_message` bytes, unchanged. The same actions
+as numbers (motion, wheel, cursor, buttons and keys pressed, released and held, one `action` vector)
+are the columns of `actions.ACTION_COLUMNS`; what is held carries over from bin to bin and window to window.
 
 The episode is read in windows of rows; only complete bins leave a window (the unfinished last bin
 starts the next one), so memory is bounded by the window and the largest bin, not by the episode.
@@ -28,6 +30,7 @@ import pyarrow.compute as pc
 from ..accounting import Accounting
 from ..events.source import EpisodeRows
 from ..events.stage import EVENT_SCHEMA
+from .actions import BINNED_ACTION_SCHEMA, ActionReader
 from .settings import BinnedSettings
 
 BINNED_SCHEMA = pa.schema([
@@ -40,8 +43,10 @@ BINNED_SCHEMA = pa.schema([
     ("actions", pa.list_(pa.binary())),
     ("action_topics", pa.list_(pa.string())),
     ("action_timestamps_ns", pa.list_(pa.int64())),
+    *BINNED_ACTION_SCHEMA,  # the actions as numbers (actions.py)
 ])
-_READ_SCHEMA = pa.schema([EVENT_SCHEMA.field(name) for name in ("topic", "timestamp_ns", "mcap_message")])
+_READ_SCHEMA = pa.schema([EVENT_SCHEMA.field(name)
+                          for name in ("topic", "timestamp_ns", "message_type", "mcap_message")])
 WINDOW_ROWS = 65_536  # event rows read at a time (a window grows only while a single bin fills it)
 ROWS_PER_TABLE = 16_384  # binned rows per emitted table
 MAX_BINS = 2**31  # bin_idx is int32
@@ -79,6 +84,7 @@ def iter_binned_tables(
         yield from binner.add(window.slice(0, cut), times[:cut], is_state[:cut], is_action[:cut])
         position, size = position + cut, window_rows
     binner.settle_frame()
+    binner.actions.finish()
     binner.counts.check()
     accounting.add(binner.counts)
 
@@ -92,6 +98,7 @@ class _EpisodeBinner:
         self.period = settings.period_ns
         self.rows_per_table = rows_per_table
         self.counts = Accounting(episodes=1)
+        self.actions = ActionReader(episode_path, self.counts)  # what is held, across windows
         self.start: int | None = None  # the grid's anchor: the first state or action event
         self.next_bin = 0  # the first bin not emitted yet
         self.last_time: int | None = None
@@ -141,12 +148,15 @@ class _EpisodeBinner:
             emitted = np.unique(grid.action_bins)
         else:
             emitted = np.arange(self.next_bin, last_bin + 1)
+        action_types = events.column("message_type").take(action_at).combine_chunks()
+        numeric = self.actions.columns(emitted, grid.action_bins, grid.action_topics, action_types, grid.actions)
         for first in range(0, len(emitted), self.rows_per_table):
-            yield self._table(grid, emitted[first:first + self.rows_per_table])
+            rows = slice(first, first + self.rows_per_table)
+            yield self._table(grid, emitted[rows], numeric.slice(first, self.rows_per_table))
         self.next_bin = last_bin + 1
         self._count_frames(grid)
 
-    def _table(self, grid: _Grid, bins: np.ndarray) -> pa.Table:
+    def _table(self, grid: _Grid, bins: np.ndarray, numeric: pa.RecordBatch) -> pa.Table:
         return pa.Table.from_arrays(
             [
                 pa.array([self.episode_path] * len(bins), pa.string()),
@@ -154,6 +164,7 @@ class _EpisodeBinner:
                 pa.array(self.start + bins * self.period, pa.int64()),
                 *grid.state_columns(bins),
                 *grid.action_columns(bins),
+                *numeric.columns,
             ],
             schema=BINNED_SCHEMA,
         )
