@@ -7,41 +7,45 @@ Importing the package registers its builders with `datasets`, so that
 
 runs our builder with datasets' own caching, ``num_proc`` and streaming. `push_dataset` shares a built
 dataset on the Hub with the videos its rows reference; `load_from_hub` gets it back, frames and all.
+
+Importing is cheap: what training or sharing needs (media decoders, the Hub upload machinery) is
+imported when first used. Logging follows datasets' convention: the "owa_builders" logger has no handler
+and its level is the application's to set (the CLI configures it for itself).
 """
 
 from __future__ import annotations
 
-import logging
+import importlib
 
 from ._registry import BUILDERS, builder_class, register_builders
 from .accounting import Accounting
-from .datasets_io import OwaDataset, OwaDatasetDict, load_from_disk, save_to_disk
 from .hf import read_accounting, read_dataset_metadata
-from .media import (
-    FslCollator,
-    HubMediaRoot,
-    LocalMediaRoot,
-    MediaRoot,
-    MissingFrameError,
-    auto_set_transform,
-    make_transform,
-)
-from .publish import PushReport, load_from_hub, push_dataset
 
 __version__ = "0.1.0"
-__all__ = [
-    "Accounting", "BUILDERS", "builder_class", "read_accounting", "read_dataset_metadata", "register_builders",
-    "FslCollator", "HubMediaRoot", "LocalMediaRoot", "MediaRoot", "MissingFrameError", "OwaDataset", "OwaDatasetDict",
-    "PushReport", "auto_set_transform", "load_from_disk", "load_from_hub", "make_transform", "push_dataset",
-    "save_to_disk",
-]
 
-_logger = logging.getLogger("owa_builders")
-if not _logger.handlers:  # show build summaries by default; an application's own logging config wins
-    _handler = logging.StreamHandler()
-    _handler.setFormatter(logging.Formatter("%(message)s"))
-    _logger.addHandler(_handler)
-    _logger.setLevel(logging.INFO)
-    _logger.propagate = False
+# name -> module (relative to this package) that defines it, imported on first access
+_LAZY = {
+    "OwaDataset": "datasets_io", "OwaDatasetDict": "datasets_io", "load_from_disk": "datasets_io",
+    "save_to_disk": "datasets_io",
+    "FslCollator": "media", "HubMediaRoot": "media", "LocalMediaRoot": "media", "MediaRoot": "media",
+    "MissingFrameError": "media", "auto_set_transform": "media", "make_transform": "media",
+    "PushReport": "publish", "load_from_hub": "publish", "push_dataset": "publish",
+}
+
+__all__ = ["Accounting", "BUILDERS", "builder_class", "read_accounting", "read_dataset_metadata",
+           "register_builders", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value  # imported once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 register_builders()

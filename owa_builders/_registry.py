@@ -1,4 +1,4 @@
-"""Registering our builder modules in datasets' packaged-modules table, by module path.
+"""Registering our builder modules with datasets (its packaged-modules table, by module path).
 
 datasets keys its cache on the hash registered here, so the hash covers the builder module *and* every
 library module whose code decides that builder's rows: editing any of them misses the cache.
@@ -11,7 +11,9 @@ import importlib
 import importlib.util
 from pathlib import Path
 
-import datasets.packaged_modules
+import datasets
+
+from .datasets_adapter import register_packaged_module
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -46,7 +48,12 @@ def code_hash(name: str) -> str:
 def register_builders() -> None:
     """Make `datasets.load_dataset("owa_events", ...)` (and the other stages) find our builders."""
     for name in BUILDERS:
-        datasets.packaged_modules._PACKAGED_DATASETS_MODULES[name] = (module_path(name), code_hash(name))
+        register_packaged_module(name, module_path(name), code_hash(name))
+
+
+def builder_name(builder: type[datasets.DatasetBuilder]) -> str:
+    """Our name of a builder class (its module is ``owa_builders.builders.<name>.<name>``)."""
+    return builder.__module__.rsplit(".", 1)[-1]
 
 
 def builder_class(name: str) -> type[datasets.DatasetBuilder]:

@@ -11,15 +11,18 @@
 
 `owa-builders COMMAND --help` explains a command, with examples.
 
-exit codes: 0 done; 1 bad input (the message names the file and the problem); 2 wrong usage.
+exit codes: 0 done; 1 bad input (one line naming the file and the problem; --debug shows the traceback);
+2 wrong usage.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Iterator
 
 import yaml
 
@@ -35,15 +38,29 @@ def _parse_override(text: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
-def _quiet(args: argparse.Namespace) -> None:
-    """--quiet: no progress bars and no info logs; results and errors still show."""
+@contextlib.contextmanager
+def _logging_for(args: argparse.Namespace) -> Iterator[None]:
+    """Our logs on stderr as bare messages while a command runs; --quiet: no progress bars and no info logs
+    (results and errors still show). The library itself configures no logging (datasets' convention)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    owa_logger = logging.getLogger("owa_builders")
+    level, propagate = owa_logger.level, owa_logger.propagate
+    owa_logger.addHandler(handler)
+    owa_logger.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    owa_logger.propagate = False  # printed once, by our handler
     if args.quiet:
         import datasets
         import huggingface_hub
 
         datasets.disable_progress_bars()
         huggingface_hub.utils.disable_progress_bars()
-        logging.getLogger("owa_builders").setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        owa_logger.removeHandler(handler)
+        owa_logger.setLevel(level)
+        owa_logger.propagate = propagate
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -61,7 +78,6 @@ def _build(args: argparse.Namespace) -> int:
         print("owa-builders build: give --config FILE, or a builder and --name", file=sys.stderr)
         return EXIT_USAGE
     kwargs.update(dict(args.set or []))
-    _quiet(args)
     logging.getLogger("owa_builders").setLevel(logging.WARNING)  # the summary below says what the build logs
     dataset = datasets.load_dataset(**kwargs, data_dir=args.data_dir, num_proc=args.num_proc,
                                     cache_dir=args.cache_dir)
@@ -82,7 +98,6 @@ def _summary_recordings(args: argparse.Namespace) -> int:
     from owa_builders.config_files import load_config
     from owa_builders.summary import summarize_recordings
 
-    _quiet(args)
     settings = load_config("owa_events", args.events_config)
     summary = summarize_recordings(args.folder, settings, progress=not args.quiet)
     print(json.dumps(summary.to_dict(), indent=1) if args.json else summary.render())
@@ -102,7 +117,6 @@ def _summary_dataset(args: argparse.Namespace) -> int:
     import owa_builders
     from owa_builders.summary import summarize_dataset
 
-    _quiet(args)
     summary = summarize_dataset(args.path)
     print(json.dumps(summary.to_dict(), indent=1) if args.json else summary.render())
     if args.plot:
@@ -116,7 +130,6 @@ def _summary_dataset(args: argparse.Namespace) -> int:
 def _push(args: argparse.Namespace) -> int:
     import owa_builders
 
-    _quiet(args)
     dataset = owa_builders.load_from_disk(args.dataset_dir)
     from owa_builders.publish import push_dataset  # imported only here: pushing needs what nothing else does
 
@@ -186,6 +199,7 @@ The token defaults to huggingface_hub's (HF_TOKEN, or `hf auth login`).
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    common.add_argument("--debug", action="store_true", help="on an error, show its traceback too")
 
     main_parser = argparse.ArgumentParser(prog="owa-builders", description=__doc__, formatter_class=_FORMAT)
     commands = main_parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -263,25 +277,26 @@ def _own_parser_command(argv: list[str]) -> int | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
+def _bad_input_errors() -> tuple[type[Exception], ...]:
+    """What a user's input can be wrong with; each names the file (or value) and the problem."""
     from owa_builders.recordings.errors import BadRecordingError
 
+    return BadRecordingError, FileNotFoundError, NotADirectoryError, ValueError
+
+
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if (code := _own_parser_command(argv)) is not None:
         return code
     args = parser().parse_args(argv)
     try:
-        return args.run(args)
-    except (BadRecordingError, FileNotFoundError, ValueError) as error:
-        print(f"owa-builders: {error}", file=sys.stderr)
+        with _logging_for(args):
+            return args.run(args)
+    except _bad_input_errors() as error:
+        if args.debug:
+            raise
+        print(f"owa-builders: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except Exception as error:  # datasets wraps conversion errors; show the cause that names the file
-        import datasets
-
-        if isinstance(error, datasets.exceptions.DatasetGenerationError) and error.__cause__ is not None:
-            print(f"owa-builders: {error.__cause__}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        raise
 
 
 if __name__ == "__main__":

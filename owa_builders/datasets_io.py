@@ -19,19 +19,25 @@ from pathlib import Path
 import datasets
 
 from .hf import METADATA_FILE, dataset_folder, read_dataset_metadata
-from .media.transforms import auto_set_transform
+
+
+def _auto_set_transform(self, *args, **kwargs):
+    """`owa_builders.auto_set_transform(self, ...)`; the media decoders it needs are imported on first use."""
+    from .media.transforms import auto_set_transform
+
+    return auto_set_transform(self, *args, **kwargs)
 
 
 class OwaDataset(datasets.Dataset):
     """A `datasets.Dataset` with ``auto_set_transform`` as a method (what `load_from_disk` returns)."""
 
-    auto_set_transform = auto_set_transform
+    auto_set_transform = _auto_set_transform
 
 
 class OwaDatasetDict(datasets.DatasetDict):
     """A `datasets.DatasetDict` of `OwaDataset` splits, with ``auto_set_transform`` for all of them."""
 
-    auto_set_transform = auto_set_transform
+    auto_set_transform = _auto_set_transform
 
 
 def load_from_disk(path: str | os.PathLike, **kwargs) -> OwaDataset | OwaDatasetDict:

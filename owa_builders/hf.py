@@ -22,64 +22,63 @@ from typing import Any, Iterator
 import datasets
 import pyarrow as pa
 from datasets.builder import Key
-from datasets.data_files import DataFilesDict, DataFilesList
-from datasets.download.streaming_download_manager import StreamingDownloadManager
 
-from ._registry import code_hash
+from ._registry import builder_name, code_hash
 from .accounting import Accounting
+from .datasets_adapter import BuilderHooks, is_streaming, stamped_data_files
 from .recordings.episodes import Episode, find_episodes
-from .recordings.errors import BadRecordingError
+from .recordings.errors import BadRecordingError, NoMessagesError, NoRecordingsError
+from .recordings.files import file_stamp
 
 logger = logging.getLogger("owa_builders")
 METADATA_FILE = "owa_dataset.json"
 _ACCOUNTING_PARTS = "owa_accounting_parts"
 
 
-def files_with_stamps(paths: list[str]) -> DataFilesList:
+def stamped_files(paths: list[str]) -> list[tuple[str, tuple[str, ...]]]:
     """Files with their size and mtime, so that datasets' hash of them changes when any of them changes."""
-    stats = [os.stat(path) for path in paths]
-    return DataFilesList(paths, [(str(s.st_size), str(s.st_mtime_ns)) for s in stats])
+    return [(path, file_stamp(path)) for path in paths]  # odd files are stamped too; they fail when read
 
 
-def recordings_data_files(data_dir: str | os.PathLike) -> DataFilesDict:
-    """All recordings under data_dir."""
-    return DataFilesDict({"recordings": files_with_stamps([episode.path for episode in find_episodes(data_dir)])})
+def recordings_data_files(data_dir: str | os.PathLike) -> dict[str, list[str]]:
+    """All recordings under data_dir, stamped; NoRecordingsError when there is none."""
+    episodes = find_episodes(data_dir)
+    if not episodes:
+        raise NoRecordingsError(data_dir, "holds no recordings (no *.mcap file in it or its subfolders)")
+    return stamped_data_files({"recordings": stamped_files([episode.path for episode in episodes])})
 
 
-class RecordingsBuilder(datasets.ArrowBasedBuilder):
+class RecordingsBuilder(BuilderHooks):
     """Base of the owa_* builders: recordings discovery, bad-file policy and accounting."""
 
+    # Raised as themselves whatever num_proc (see BuilderHooks): a bad recording, or event rows a later
+    # stage cannot convert (a ValueError naming the episode and the problem).
+    OWN_ERRORS = (BadRecordingError, ValueError)
 
     def __init__(self, *args, data_dir: str | None = None, data_files=None, hash: str | None = None, **kwargs):
-        # load_dataset passes the registered hash; a builder made from its class computes the same one
-        hash = hash or code_hash(datasets.builder.camelcase_to_snakecase(type(self).__name__))
+        # The code hash of now, not the one registered at import (load_dataset passes that): the same cache
+        # whether built by name or from the class, even when the code changed since the import.
+        hash = code_hash(builder_name(type(self)))
         if data_dir is not None:
             data_dir = os.path.abspath(os.path.expanduser(data_dir))
             data_files = self._input_files(data_dir, kwargs)
         super().__init__(*args, data_dir=data_dir, data_files=data_files, hash=hash, **kwargs)
         self.config.validate()  # datasets sets keyword overrides on a copy of the named config
 
-    def _input_files(self, data_dir: str, config_kwargs: dict) -> DataFilesDict:
+    def _input_files(self, data_dir: str, config_kwargs: dict) -> dict[str, list[str]]:
         """The files whose change must rebuild the dataset (datasets hashes them into the cache key)."""
         return recordings_data_files(data_dir)
 
     def _recordings(self) -> list[Episode]:
         if not self.config.data_dir:
             raise ValueError(f"{self.name}: pass data_dir= (the folder holding the recordings)")
-        episodes = [Episode(path, self.config.data_dir) for path in self.config.data_files["recordings"]]
-        if not episodes:
-            raise FileNotFoundError(f"{self.config.data_dir}: no *.mcap recordings found")
-        return episodes
-
-    def _accounting_dir(self, dl_manager) -> str | None:
-        """Where workers leave per-episode accounting; None when streaming (nothing is written)."""
-        if isinstance(dl_manager, StreamingDownloadManager):
-            return None
-        return os.path.join(self._output_dir, _ACCOUNTING_PARTS)
+        return [Episode(path, self.config.data_dir) for path in self.config.data_files["recordings"]]
 
     def _episode_splits(self, splits: dict[str, list], dl_manager) -> list[datasets.SplitGenerator]:
-        """One split generator per split; its episodes (the unit of work of num_proc) are numbered in the split."""
-        accounting_dir = self._accounting_dir(dl_manager)
+        """One split generator per split; its episodes (the unit of work of num_proc) are numbered in the split.
+
+        Streaming writes nothing, so it leaves no accounting (accounting_dir None)."""
+        accounting_dir = None if is_streaming(dl_manager) else os.fspath(self.build_folder / _ACCOUNTING_PARTS)
         return [
             datasets.SplitGenerator(
                 name=split,
@@ -87,14 +86,20 @@ class RecordingsBuilder(datasets.ArrowBasedBuilder):
             )
             for split, episodes in splits.items()
         ]
-
     def _convert_episode(self, episode, accounting: Accounting) -> Iterator[pa.Table]:
         """One episode's rows as Arrow tables, its counts added to `accounting` (each builder's stage)."""
         raise NotImplementedError
 
+    def _generate_shards(self, episodes: list[tuple[int, Any]], split: str, accounting_dir: str | None) -> Iterator[str]:
+        """The original shards: one per episode, named by its path relative to data_dir."""
+        for _, episode in episodes:
+            yield episode.relative_path if isinstance(episode, Episode) else episode.episode_path
+
     def _generate_tables(self, episodes: list[tuple[int, Any]], split: str, accounting_dir: str | None
                          ) -> Iterator[tuple[Key, pa.Table]]:
-        """Convert each (index, episode), applying on_bad_files and saving each episode's accounting."""
+        """Convert each (index in split, episode), applying on_bad_files and saving each episode's accounting.
+
+        Key(shard, table): shard is the episode's position in this call's `episodes` list."""
         for shard, (index, episode) in enumerate(episodes):
             accounting = Accounting()
             started = False
@@ -112,9 +117,9 @@ class RecordingsBuilder(datasets.ArrowBasedBuilder):
                 os.makedirs(accounting_dir, exist_ok=True)
                 Path(accounting_dir, f"{split}-{index:06d}.json").write_text(accounting.to_json())
 
-    def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
-        super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
-        parts = Path(self._output_dir, _ACCOUNTING_PARTS)
+    def _after_splits_written(self) -> None:
+        """Merge the episodes' accounting and write owa_dataset.json; refuse a build without a single row."""
+        parts = self.build_folder / _ACCOUNTING_PARTS
         by_split: dict[str, Accounting] = {}
         for part in sorted(parts.glob("*.json")):
             split = part.name.rsplit("-", 1)[0]
@@ -126,6 +131,8 @@ class RecordingsBuilder(datasets.ArrowBasedBuilder):
         for accounting in by_split.values():
             total.add(accounting)
         total.check()
+        if not any(split.num_examples for split in self.info.splits.values()):
+            self._refuse_empty_build(total)
         metadata = {
             "builder": self.name,
             "config": self.config.name,
@@ -136,8 +143,18 @@ class RecordingsBuilder(datasets.ArrowBasedBuilder):
             "accounting": {"splits": {name: a.to_dict() for name, a in by_split.items()}, "total": total.to_dict()},
             **self._dataset_metadata(),
         }
-        Path(self._output_dir, METADATA_FILE).write_text(json.dumps(metadata, indent=1, default=str))
+        Path(self.build_folder, METADATA_FILE).write_text(json.dumps(metadata, indent=1, default=str))
         logger.info("%s/%s accounting:\n%s", self.name, self.config.name, total.summary())
+
+    def _refuse_empty_build(self, total: Accounting) -> None:
+        """Say why there is not a single row (datasets would only say "Instruction 'train' corresponds to no data")."""
+        skipped = "".join(f"; skipped {s['path']} [{s['reason']}]: {s['problem']}" for s in total.skipped_files)
+        counts = total.totals()
+        if counts.read == 0:
+            raise NoMessagesError(self.config.data_dir, f"its recordings hold no messages{skipped}")
+        dropped = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.dropped.items()) if n)
+        raise ValueError(f"{self.config.data_dir}: {self.name}/{self.config.name} keeps no row: all {counts.read} "
+                         f"messages read were dropped ({dropped}){skipped}")
 
     def _dataset_metadata(self) -> dict:
         """Builder-specific entries for owa_dataset.json (e.g. the fsl tokenizer's vocabulary hash)."""

@@ -11,6 +11,8 @@ from recording_fixtures import copy_episode
 
 import owa_builders
 from owa_builders._registry import code_hash, module_path
+from owa_builders.datasets_adapter import registered_packaged_module
+from owa_builders.recordings.errors import TruncatedMcapError
 from owa_builders.synth import SynthProfile, synthesize_episode, synthesize_recordings
 
 
@@ -139,8 +141,7 @@ def test_code_hash_covers_the_library_code_that_decides_rows(tmp_path, monkeypat
         f.write("\n# a change\n")
     assert code_hash("owa_events") != before
     monkeypatch.undo()
-    key = datasets.packaged_modules._PACKAGED_DATASETS_MODULES["owa_events"]
-    assert key == (module_path("owa_events"), code_hash("owa_events"))
+    assert registered_packaged_module("owa_events") == (module_path("owa_events"), code_hash("owa_events"))
 
 
 def test_num_proc_gives_identical_rows(recordings, tmp_path):
@@ -162,9 +163,9 @@ def test_bad_files_error_by_default_and_are_counted_when_skipped(recordings, tmp
     copy_episode(recordings / "episode_000.mcap", root)
     bad = copy_episode(recordings / "episode_001.mcap", root)
     bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
-    with pytest.raises(datasets.exceptions.DatasetGenerationError) as caught:
+    with pytest.raises(TruncatedMcapError) as caught:
         load(root, cache_dir=tmp_path)
-    assert "episode_001.mcap: truncated" in str(caught.value.__cause__)
+    assert caught.value.path == str(bad) and caught.value.problem.startswith("truncated")
     ds = load(root, cache_dir=tmp_path, on_bad_files="skip")
     assert ds["train"].unique("episode_path") == ["episode_000.mcap"]
     skipped = owa_builders.read_accounting(ds)["total"]["skipped_files"]

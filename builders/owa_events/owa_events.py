@@ -47,7 +47,7 @@ class OwaEvents(RecordingsBuilder):
             features=datasets.Features.from_arrow_schema(EVENT_SCHEMA),
         )
 
-    def _split_generators(self, dl_manager):
+    def _split_generators(self, dl_manager, num_proc: int | None = None):  # num_proc: converted by datasets' workers
         return self._episode_splits(split_episodes(self._recordings(), self.config), dl_manager)
 
     def _convert_episode(self, episode, accounting):

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import datasets
 import pyarrow.compute as pc
-from datasets.naming import filenames_for_dataset_split
+import pyarrow.parquet as pq
 
+from owa_builders.datasets_adapter import written_split_files
 from owa_builders.events.source import EventRowsBuilder, folder_files
 from owa_builders.fsl.settings import MODEL_CONFIGS, FslSettings
 from owa_builders.fsl.stage import iter_episode_tables, row_schema
@@ -68,7 +69,7 @@ class OwaFsl(EventRowsBuilder):
         return iter_episode_tables(rows, self.config, self._tokenizer, accounting)
 
     def _dataset_metadata(self) -> dict:
-        self._tokenizer.save(Path(self._output_dir, TOKENIZER_FOLDER))  # the ids of the rows go with them
+        self._tokenizer.save(Path(self.build_folder, TOKENIZER_FOLDER))  # the ids of the rows go with them
         fill = self._fill()
         logger.info("%s/%s: %d rows of %d tokens, fill %.2f%% (tokens that are not padding)", self.name,
                     self.config.name, fill["total"]["rows"], self.config.max_length, 100 * fill["total"]["fill"])
@@ -79,15 +80,19 @@ class OwaFsl(EventRowsBuilder):
         return {**super()._dataset_metadata(), "tokenizer": self._tokenizer.metadata(), "fill": fill}
 
     def _fill(self) -> dict:
-        """Rows, tokens and fill (tokens ÷ rows × max_length) per split and in total, read from the rows."""
+        """Rows, tokens and fill (tokens ÷ rows × max_length) per split and in total, read from the written rows."""
         counts = {}
         for name, split in self.info.splits.items():
-            paths = filenames_for_dataset_split(self._output_dir, self.dataset_name, name, "arrow", split.shard_lengths)
-            tokens = sum(pc.sum(datasets.Dataset.from_file(path).data.column("num_tokens")).as_py() or 0
-                         for path in paths)
+            tokens = sum(pc.sum(self._written_column(path, "num_tokens")).as_py() or 0
+                         for path in written_split_files(self, split))
             counts[name] = (split.num_examples, tokens)
         total = tuple(map(sum, zip(*counts.values()))) if counts else (0, 0)
         return {"splits": {name: self._fill_entry(*c) for name, c in counts.items()}, "total": self._fill_entry(*total)}
+
+    def _written_column(self, path: str, column: str):
+        if self.build_file_format == "parquet":
+            return pq.read_table(path, columns=[column]).column(column)
+        return datasets.Dataset.from_file(path).data.column(column)
 
     def _fill_entry(self, rows: int, tokens: int) -> dict:
         return {"rows": rows, "tokens": tokens, "fill": tokens / (rows * self.config.max_length) if rows else 0.0}

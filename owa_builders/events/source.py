@@ -22,10 +22,12 @@ from typing import Any, Literal
 import datasets
 import numpy as np
 import pyarrow as pa
-from datasets.data_files import DataFilesDict, DataFilesList
 
-from ..hf import METADATA_FILE, RecordingsBuilder, files_with_stamps, read_dataset_metadata, recordings_data_files
+from .._registry import builder_class
+from ..datasets_adapter import cache_root, has_indices_mapping, stamped_data_files
+from ..hf import METADATA_FILE, RecordingsBuilder, read_dataset_metadata, recordings_data_files, stamped_files
 from ..recordings.episodes import find_episodes
+from ..recordings.errors import NoRecordingsError
 from .stage import EVENT_SCHEMA
 
 InputKind = Literal["recordings", "saved_dataset", "parquet"]
@@ -54,7 +56,7 @@ class EventSplits:
 
 
 def input_kind(data_dir: str | os.PathLike) -> InputKind:
-    """What a later stage's data_dir holds; ValueError when it is none of what we read."""
+    """What a later stage's data_dir (an existing folder) holds; NoRecordingsError when it is none of what we read."""
     folder = Path(data_dir)
     if find_episodes(folder):
         return "recordings"
@@ -62,18 +64,29 @@ def input_kind(data_dir: str | os.PathLike) -> InputKind:
         return "saved_dataset"
     if any(folder.rglob("*.parquet")):
         return "parquet"
-    raise ValueError(f"{folder}: holds neither recordings (*.mcap) nor an event dataset (save_to_disk folder or parquet)")
+    raise NoRecordingsError(folder, "holds neither recordings (*.mcap) nor an event dataset "
+                                    "(a save_to_disk folder or parquet files)")
 
 
-def input_data_files(data_dir: str | os.PathLike) -> DataFilesDict:
+def input_data_files(data_dir: str | os.PathLike) -> dict[str, list[str]]:
     """The files whose change must rebuild a later stage: the recordings, or the event dataset's files."""
     if input_kind(data_dir) == "recordings":
         return recordings_data_files(data_dir)
-    return DataFilesDict({"events": folder_files(data_dir)})
+    return stamped_data_files({"events": folder_files(data_dir)})
 
 
-def folder_files(folder: str | os.PathLike) -> DataFilesList:
-    return files_with_stamps(sorted(str(p) for p in Path(folder).rglob("*") if p.is_file()))
+def folder_files(folder: str | os.PathLike) -> list[tuple[str, tuple[str, ...]]]:
+    """Every file under folder, stamped (for the cache key)."""
+    return stamped_files(sorted(str(p) for p in Path(folder).rglob("*") if p.is_file()))
+
+
+def build_events(data_dir: str | os.PathLike, events_config: str, events_overrides: dict[str, Any] | None = None,
+                 cache_dir: str | None = None, num_proc: int | None = None) -> datasets.DatasetDict:
+    """Stage 1 of recordings, through its builder class: the cache `load_dataset("owa_events", ...)` uses."""
+    builder = builder_class("owa_events")(config_name=events_config, data_dir=str(data_dir), cache_dir=cache_dir,
+                                          **(events_overrides or {}))
+    builder.download_and_prepare(num_proc=num_proc)
+    return builder.as_dataset()
 
 
 def load_event_splits(
@@ -86,8 +99,7 @@ def load_event_splits(
     """Event rows per split and episode, converting recordings with ``events_config`` if need be."""
     kind = input_kind(data_dir)
     if kind == "recordings":
-        built = datasets.load_dataset("owa_events", events_config, data_dir=str(data_dir), cache_dir=cache_dir,
-                                      num_proc=num_proc, **(events_overrides or {}))
+        built = build_events(data_dir, events_config, events_overrides, cache_dir, num_proc)
         metadata = read_dataset_metadata(built)
     elif kind == "saved_dataset":  # saved by owa_builders.save_to_disk, its metadata is beside each split
         built = datasets.load_from_disk(str(data_dir))
@@ -113,7 +125,7 @@ def episode_rows(dataset: datasets.Dataset, where: str) -> list[EpisodeRows]:
     missing = set(EVENT_SCHEMA.names) - set(dataset.column_names)
     if missing:
         raise ValueError(f"{where}: not an event dataset, columns {sorted(missing)} are missing")
-    if dataset._indices is not None:  # a selected or shuffled view: rows must be read in stored order
+    if has_indices_mapping(dataset):  # a selected or shuffled view: rows must be read in stored order
         dataset = dataset.flatten_indices()
     paths = dataset.data.table.column("episode_path").combine_chunks()
     if len(paths) == 0:
@@ -130,17 +142,14 @@ def episode_rows(dataset: datasets.Dataset, where: str) -> list[EpisodeRows]:
 class EventRowsBuilder(RecordingsBuilder):
     """Base of the builders whose input is event rows (fsl, binned): one episode's rows per unit of work."""
 
-    def _input_files(self, data_dir: str, config_kwargs: dict) -> DataFilesDict:
+    def _input_files(self, data_dir: str, config_kwargs: dict) -> dict[str, list[str]]:
         return input_data_files(data_dir)
-
-    def _make_split_generators_kwargs(self, prepare_split_kwargs: dict) -> dict:
-        return {"num_proc": prepare_split_kwargs.get("num_proc")}  # stage 1 converts with as many processes
 
     def _split_generators(self, dl_manager, num_proc: int | None = None):
         if not self.config.data_dir:
             raise ValueError(f"{self.name}: pass data_dir= (recordings, or an event dataset)")
         self._events = load_event_splits(self.config.data_dir, self.config.events_config, self.config.events_kwargs(),
-                                         cache_dir=self._cache_dir_root, num_proc=num_proc)
+                                         cache_dir=cache_root(self), num_proc=num_proc)
         self._prepare(self._events)
         return self._episode_splits(self._events.splits, dl_manager)
 
