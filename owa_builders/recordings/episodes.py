@@ -22,10 +22,7 @@ from .errors import (
     WrongProfileError,
     has_unsafe_characters,
 )
-from .files import file_stamp
 from .mcap_scan import ChannelInfo, McapScanner
-
-__all__ = ["Episode", "check_channel", "check_media_uri", "file_stamp", "find_episodes", "locate_media", "open_episode"]
 
 OWA_PROFILE = "owa"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
