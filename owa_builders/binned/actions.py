@@ -25,20 +25,23 @@ from itertools import accumulate
 
 import numpy as np
 import pyarrow as pa
+from owa.msgs.desktop.mouse import RawMouseEvent
 
 from ..accounting import Accounting
 from ..fsl import payloads
+from ..fsl.digit_events import WHEEL_ROUNDED
 from ..fsl.payloads import Drop
 
 logger = logging.getLogger("owa_builders")
 
 BUTTONS = tuple(button for button in payloads.MOUSE_BUTTONS if button != "unknown")  # left middle right x1 x2
-RAW_BUTTON_FLAGS = {  # RAWMOUSE usButtonFlags: (down, up)
-    "left": (0x0001, 0x0002), "right": (0x0004, 0x0008), "middle": (0x0010, 0x0020),
-    "x1": (0x0040, 0x0080), "x2": (0x0100, 0x0200),
+_FLAGS = RawMouseEvent.ButtonFlags  # RAWMOUSE usButtonFlags
+RAW_BUTTON_FLAGS = {  # button: its (down, up) flags
+    button: (int(_FLAGS[f"RI_MOUSE_{flag}_DOWN"]), int(_FLAGS[f"RI_MOUSE_{flag}_UP"]))
+    for button, flag in (("left", "LEFT_BUTTON"), ("right", "RIGHT_BUTTON"), ("middle", "MIDDLE_BUTTON"),
+                         ("x1", "BUTTON_4"), ("x2", "BUTTON_5"))
 }
-RI_MOUSE_WHEEL = 0x0400
-RI_MOUSE_HWHEEL = 0x0800
+RI_MOUSE_WHEEL, RI_MOUSE_HWHEEL = int(_FLAGS.RI_MOUSE_WHEEL), int(_FLAGS.RI_MOUSE_HWHEEL)
 NUM_VKS = 256  # virtual-key codes 0..255
 INT32 = np.iinfo(np.int32)
 
@@ -83,7 +86,7 @@ PRESS_OF_HELD = "{}_press_while_down"  # key/button: a press of one already down
 RELEASE_OF_UP = "{}_release_while_up"  # key/button: a release of one not down (not a release)
 HELD_AT_END = "{}_held_at_episode_end"  # key/button: still down after the episode's last event
 OUT_OF_INT32 = "clamped_to_int32"  # a bin's sum or a position beyond int32
-WHEEL_ROUNDED = "wheel_rounded"  # a raw wheel delta that is not a whole number of notches
+# and WHEEL_ROUNDED: a raw wheel delta that is not a whole number of notches
 
 
 def action_vector_layout() -> dict:
