@@ -1,42 +1,88 @@
-"""Frame loading speed: frames per second the fsl transform delivers over a shuffled pass.
+"""Frame loading at real resolution: what the fsl transform delivers to a DataLoader reading shuffled rows.
 
-    .venv/bin/python bench/frame_loading.py [--minutes 10] [--video-size 64x48] [--max-length 4096] [--repeats 3]
+    .venv/bin/python bench/frame_loading.py [--minutes 2] [--rows 120] [--batch-size 8] [--gpu-step-s 0.5]
 
-The reference recording (reference profile, synthesized once into bench/out/ with its H.264 video: 60 Hz,
-a keyframe a second) is built into an owa_fsl dataset (`internvl3` config with its offline stand-in
-tokenizer, rows of --max-length tokens; screen at 20 Hz as in the owa_events `desktop` config). One
-process reads every row, in a shuffled order, through the fsl transform (`make_transform`: stage and
-recordings' root from the dataset), which returns PIL images.
+Two recordings (reference profile, seed 0, synthesized once into bench/out/), each with the keyframe
+interval of the upstream recorder (`nvd3d11h265enc`, GStreamer's default gop-size of 30 frames, no B-frames;
+the real sample ../shared/samples/0.5.1.mkv has one keyframe in its 18 frames, as that makes):
 
-The baseline delivers the same frames (those of the first --baseline-rows rows of the same order) by
-opening the video with PyAV and seeking for each frame separately, then decoding up to it. Both include
-the conversion to PIL images; the first baseline frames are checked equal to the transform's. Each pass
-runs --repeats times and the fastest counts (the machine is shared): the transform's later passes find
-the decoder mediaref keeps open, as every epoch after the first of a training run does.
+- ``h264_1920x1080``: H.264 in Matroska, 1920×1080, 60 Hz;
+- ``hevc_1026x1018``: HEVC in Matroska, 1026×1018 like the real sample (synthesized in H.264, then
+  re-encoded frame for frame with libx265 at the same pts).
+
+Each is built into an owa_fsl `internvl3` dataset (offline stand-in tokenizer, 4,096-token rows, screen at
+20 Hz). One process reads --rows rows in a shuffled order, --batch-size rows per transform call, as one
+DataLoader worker does (``dataset[indices]``: one call per batch), through the fsl transform with each
+decoding option; a fresh transform per pass, so each pass opens its decoders itself. Reported per pass:
+frames delivered per second of this one core, the ratio to the sequential decode rate (PyAV decoding the
+same video front to back, one thread, every frame converted to RGB — or resized, for the resized pass), frames
+the decoder produced per frame delivered, seconds of loading per row and per batch, and the workers a
+loader needs to keep a GPU step of --gpu-step-s fed (seconds per batch ÷ step, rounded up). The first
+batch's frames are checked equal to a plain PyAV decode of the same pts.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import time
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "out"
+UPSTREAM_GOP = 30  # frames between keyframes, as the upstream recorder's encoder makes them
+INTERNVL_IMAGE_SIZE = (448, 448)  # InternVL3's input tile
 
 
-def recording(minutes: int, video_size: tuple[int, int]) -> Path:
-    """A reference-profile episode with its video, synthesized once."""
+@dataclass(frozen=True)
+class VideoSpec:
+    codec: str  # "libx264" (what owa_builders.synth writes) or "libx265" (re-encoded)
+    size: tuple[int, int]
+
+
+RECORDINGS = {
+    "h264_1920x1080": VideoSpec("libx264", (1920, 1080)),
+    "hevc_1026x1018": VideoSpec("libx265", (1026, 1018)),
+}
+
+
+def recording(name: str, minutes: float) -> Path:
+    """A reference-profile episode with its video as `name` says, synthesized once."""
     from owa_builders.synth import SynthProfile, synthesize_episode
 
-    width, height = video_size
-    path = OUT / f"reference_{minutes}min_video_{width}x{height}" / "episode.mcap"
+    spec = RECORDINGS[name]
+    path = OUT / f"reference_{minutes:g}min_{name}_gop{UPSTREAM_GOP}" / "episode.mcap"
     if not path.exists():
-        synthesize_episode(path, SynthProfile(duration_s=minutes * 60, video_size=video_size, seed=0))
+        profile = SynthProfile(duration_s=minutes * 60, video_size=spec.size, keyframe_interval=UPSTREAM_GOP, seed=0)
+        video = synthesize_episode(path, profile).video_path
+        if spec.codec != "libx264":
+            _reencode(video, spec.codec)
     return path
+
+
+def _reencode(video: Path, codec: str) -> None:
+    """Re-encode `video` in place with `codec`, frame for frame at the same pts, GOP and no B-frames."""
+    import av
+
+    staged = video.with_suffix(".reencoding.mkv")
+    with av.open(str(video)) as source, av.open(str(staged), "w", format="matroska") as target:
+        decoded = source.streams.video[0]
+        stream = target.add_stream(codec, rate=60)
+        stream.width, stream.height = decoded.width, decoded.height
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = decoded.time_base
+        stream.codec_context.time_base = decoded.time_base
+        stream.options = {"preset": "ultrafast", "x265-params":
+                          f"keyint={UPSTREAM_GOP}:min-keyint={UPSTREAM_GOP}:scenecut=0:bframes=0:log-level=error"}
+        for frame in source.decode(decoded):
+            frame.pict_type = av.video.frame.PictureType.NONE  # let the encoder place keyframes
+            target.mux(stream.encode(frame))
+        target.mux(stream.encode(None))
+    staged.replace(video)
 
 
 def fsl_rows(path: Path, max_length: int):
@@ -53,88 +99,124 @@ def fsl_rows(path: Path, max_length: int):
                                  max_length=max_length, cache_dir=str(OUT / "hf_cache"))["train"]
 
 
-def transform_pass(rows, order: list[int]) -> tuple[float, int, list]:
-    """Seconds to read every row in `order` through the fsl transform; frames delivered; the first row's images."""
-    from owa_builders.media import make_transform
-    from owa_builders.media.tensors import default_tensor_type
-
-    if default_tensor_type() == "pt":
-        import torch  # noqa: F401  (imported on the first row otherwise; a training script has it already)
-
-    dataset = rows.with_transform(make_transform(rows))
-    start, frames, first = time.perf_counter(), 0, None
-    for index in order:
-        images = dataset[index]["images"]
-        frames += len(images)
-        first = images if first is None else first
-    return time.perf_counter() - start, frames, first
-
-
-def decode_alone(video: str, pts_ns: int):
-    """The baseline: open the video, seek to the keyframe before the frame, decode up to it."""
+def keyframe_interval(video: Path) -> dict:
+    """Frames and keyframes of `video`'s first stream, read from its packets."""
     import av
-    from PIL import Image
 
-    with av.open(video) as container:
+    with av.open(str(video)) as container:
+        keys = [packet.is_keyframe for packet in container.demux(container.streams.video[0]) if packet.pts is not None]
+    return {"frames": len(keys), "keyframes": sum(keys), "frames_per_keyframe": round(len(keys) / sum(keys), 1)}
+
+
+def rgb(frame, image_size: tuple[int, int] | None):
+    """A decoded frame as RGB, shrunk to `image_size` (area averaging, in YUV) first if given."""
+    if image_size is not None:
+        frame = frame.reformat(width=image_size[0], height=image_size[1], interpolation="AREA")
+    return frame.to_ndarray(format="rgb24")
+
+
+def sequential_fps(video: Path, frames: int, image_size: tuple[int, int] | None) -> float:
+    """Frames per second PyAV decodes `video` front to back (one thread), each converted to RGB (resized)."""
+    import av
+
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1
+        start = time.perf_counter()
+        for count, frame in enumerate(container.decode(stream), 1):
+            rgb(frame, image_size)
+            if count == frames:
+                break
+    return count / (time.perf_counter() - start)
+
+
+def loader_pass(rows, order: list[int], batch_size: int, options: dict) -> dict:
+    """One worker's reading of `order`, `batch_size` rows per transform call, through a fresh fsl transform."""
+    from owa_builders.media import make_transform
+
+    transform = make_transform(rows, return_tensors="np", **options)
+    dataset = rows.with_transform(transform)
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    start, delivered, first = time.perf_counter(), 0, None
+    for batch in batches:
+        images = dataset[batch]["images"]
+        delivered += sum(map(len, images))
+        first = images if first is None else first
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "delivered": delivered, "batches": len(batches), "first": first,
+            "decoded": transform.frames.counts.get("decoded")}
+
+
+def plain_pyav(video: Path, pts_ns: int, image_size: tuple[int, int] | None):
+    """The frame at `pts_ns`, decoded alone with PyAV: seek to the keyframe before it, decode up to it."""
+    import av
+
+    with av.open(str(video)) as container:
         stream = container.streams.video[0]
         target = int(Fraction(pts_ns, 10**9) / stream.time_base)
         container.seek(target, stream=stream, backward=True)
         for frame in container.decode(stream):
             if frame.pts >= target:
-                return Image.fromarray(frame.to_ndarray(format="rgb24"))
+                return rgb(frame, image_size)
     raise ValueError(f"{video}: no frame at pts_ns={pts_ns}")
 
 
-def baseline_pass(rows, video: Path, order: list[int]) -> tuple[float, int, list]:
+def check_first_batch(rows, order, video: Path, images: list, image_size) -> None:
+    import numpy as np
     import orjson
 
-    start, frames, first = time.perf_counter(), 0, None
-    for index in order:
-        images = [decode_alone(str(video), orjson.loads(screen)["media_ref"]["pts_ns"]) for screen in rows[index]["images"]]
-        frames += len(images)
-        first = images if first is None else first
-    return time.perf_counter() - start, frames, first
+    screens = [orjson.loads(screen) for index in order for screen in rows[index]["images"]]
+    frames = [np.asarray(image) for row in images for image in row]
+    for screen, frame in zip(screens, frames, strict=True):
+        if not np.array_equal(frame, plain_pyav(video, screen["media_ref"]["pts_ns"], image_size)):
+            raise AssertionError(f"{video}: frame at {screen['media_ref']['pts_ns']} differs from PyAV's")
+
+
+PASSES = {  # name -> make_transform options
+    "mediaref_tensorcodec": {"decoder": "tensorcodec"},
+    "pyav_segments": {"decoder": "pyav"},
+    "pyav_segments_448": {"decoder": "pyav", "image_size": INTERNVL_IMAGE_SIZE},
+}
 
 
 def main() -> None:
-    import numpy as np
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=int, default=10)
-    parser.add_argument("--video-size", default="64x48", help="WxH of the recording's video")
+    parser.add_argument("--minutes", type=float, default=2)
+    parser.add_argument("--recordings", nargs="+", default=list(RECORDINGS), choices=list(RECORDINGS))
+    parser.add_argument("--passes", nargs="+", default=list(PASSES), choices=list(PASSES))
     parser.add_argument("--max-length", type=int, default=4096, help="tokens per fsl row")
-    parser.add_argument("--baseline-rows", type=int, default=100)
+    parser.add_argument("--rows", type=int, default=120, help="shuffled rows read per pass")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--gpu-step-s", type=float, default=0.5)
+    parser.add_argument("--sequential-frames", type=int, default=1200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    width, height = map(int, args.video_size.split("x"))
 
-    path = recording(args.minutes, (width, height))
-    rows = fsl_rows(path, args.max_length)
-    order = random.Random(args.seed).sample(range(len(rows)), len(rows))
-    def fastest(run):
-        return min((run() for _ in range(args.repeats)), key=lambda result: result[0])
-
-    ours_s, ours_frames, ours_first = fastest(lambda: transform_pass(rows, order))
-    base_s, base_frames, base_first = fastest(
-        lambda: baseline_pass(rows, path.with_suffix(".mkv"), order[: args.baseline_rows]))
-    if not all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(ours_first, base_first, strict=True)):
-        raise AssertionError("the baseline decoded other frames than the transform")
-    ours_fps, base_fps = ours_frames / ours_s, base_frames / base_s
-    print(json.dumps({
-        "recording_minutes": args.minutes,
-        "video_size": args.video_size,
-        "rows": len(rows),
-        "max_length": args.max_length,
-        "transform_frames": ours_frames,
-        "transform_s": round(ours_s, 2),
-        "transform_fps": round(ours_fps),
-        "baseline_frames": base_frames,
-        "baseline_s": round(base_s, 2),
-        "baseline_fps": round(base_fps),
-        "speedup_x": round(ours_fps / base_fps, 1),
-    }, indent=1))
+    for name in args.recordings:
+        path = recording(name, args.minutes)
+        video = path.with_suffix(".mkv")
+        rows = fsl_rows(path, args.max_length)
+        order = random.Random(args.seed).sample(range(len(rows)), len(rows))[: args.rows]
+        result = {"recording": name, "minutes": args.minutes, "video": keyframe_interval(video),
+                  "fsl_rows": len(rows), "rows_read": len(order), "batch_size": args.batch_size}
+        sequential = {size: sequential_fps(video, args.sequential_frames, size) for size in (None, INTERNVL_IMAGE_SIZE)}
+        result["sequential_fps"] = {"full": round(sequential[None]), "448x448": round(sequential[INTERNVL_IMAGE_SIZE])}
+        for pass_name in args.passes:
+            options = PASSES[pass_name]
+            measured = loader_pass(rows, order, args.batch_size, options)
+            check_first_batch(rows, order[: args.batch_size], video, measured["first"], options.get("image_size"))
+            fps = measured["delivered"] / measured["seconds"]
+            batch_s = measured["seconds"] / measured["batches"]
+            result[pass_name] = {
+                "delivered_fps": round(fps, 1),
+                "of_sequential": round(fps / sequential[options.get("image_size")], 3),
+                "decoded_per_delivered": measured["decoded"] and round(measured["decoded"] / measured["delivered"], 2),
+                "s_per_row": round(measured["seconds"] / len(order), 3),
+                "s_per_batch": round(batch_s, 2),
+                f"workers_for_{args.gpu_step_s}s_step": math.ceil(batch_s / args.gpu_step_s),
+            }
+        print(json.dumps(result, indent=1), flush=True)
 
 
 if __name__ == "__main__":

@@ -222,12 +222,12 @@ def test_open_decoders_are_bounded_and_not_pickled(gop_video, tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("size", [(32, 24), (48, 48)])
-def test_image_size_resizes_as_pyav_does_in_the_conversion(gop_video, size):
+def test_image_size_resizes_the_decoded_frame_as_pyav_does(gop_video, size):
     loader = FrameLoader(LocalMediaRoot(str(gop_video.parent)), image_size=size)
     wanted = [0, 31, 77]
     frames = loader.load(frame_requests(gop_video, wanted)).frames
     with av.open(str(gop_video)) as container:
-        expected = [frame.to_ndarray(format="rgb24", width=size[0], height=size[1], interpolation="AREA")
+        expected = [frame.reformat(width=size[0], height=size[1], interpolation="AREA").to_ndarray(format="rgb24")
                     for i, frame in enumerate(container.decode(video=0)) if i in wanted]
     assert all(frame.shape == (size[1], size[0], 3) for frame in frames)
     assert all(np.array_equal(a, b) for a, b in zip(frames, expected, strict=True))
