@@ -2,13 +2,22 @@
 
 Preparation (spec §4, §5) fixes the token ids:
 
-1. load the tokenizer (``AutoTokenizer.from_pretrained``: a Hub name or a local folder); it must already
-   have its model's image token (``<IMG_CONTEXT>``, ``<image>``), else the image pattern names another model;
+1. load the tokenizer (its ``tokenizer.json``, from a local folder or the Hub's cache, with the `tokenizers`
+   library); it must already have its model's image token (``<IMG_CONTEXT>``, ``<image>``), else the image
+   pattern names another model;
 2. add the encoder's reference vocabulary together with the image pattern's strings, those not yet in the
    vocabulary, in the reference's order (Python code-point sort) as normal tokens: ids match the
    reference's. (The reference passes the existing image tokens too, which re-flags them non-special; we
    leave existing tokens alone. SmolVLM's joined prefix becomes a new, never-emitted token, as there.)
 3. then the encoder's own extra tokens, in their order: their ids come after all of the reference's.
+
+This is what transformers' ``AutoTokenizer.from_pretrained`` + ``add_tokens`` do (the same `tokenizers`
+calls; the tests compare the two); a tokenizer that transformers would change on loading (a special token
+of its config missing from ``tokenizer.json``) is loaded by transformers instead. The expanded tokenizer is
+kept in a cache folder keyed by the source files' content, the encoder's tokens, the image pattern and the
+pad token; a later build reads only its small ``prepared.json`` (token -> id lookup, image ids, hash), and
+the full tokenizer is loaded lazily, only when free text (the json encoder) has to be tokenized. So the
+conversion never imports transformers, and `FslTokenizer` pickles small for ``num_proc`` workers.
 
 Event pieces become ids by dictionary lookup, never by running the tokenizer per event; at preparation
 the lookup is checked against the tokenizer on the same text (all event tokens in a row, and the image
@@ -21,21 +30,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
 import numpy as np
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from tokenizers import Tokenizer
 
 from ..hf import dataset_folder, read_dataset_metadata
 from .encoders import get_encoder
 from .tokens import IMAGE_PLACEHOLDER, EncodedEvent, expansion_order
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
 TOKENIZER_FOLDER = "tokenizer"  # the expanded tokenizer, in the dataset's folder
 STAND_IN_NOTE = "STAND_IN.md"  # a tokenizer folder holding this file is a stand-in; the note says for what
 IMAGE_ID = -1  # stands for one image's ids in `FslTokenizer.event_ids` until `expand_images`
+PREPARED_FILE = "prepared.json"  # in a cached expanded tokenizer: what the stage needs, as JSON
 
 
 @dataclass(frozen=True)
@@ -66,17 +83,47 @@ IMAGE_PATTERNS: dict[str, ImagePattern] = {
 
 @dataclass
 class FslTokenizer:
-    """An expanded tokenizer with what the stage needs to turn encoded events into ids and text."""
+    """A prepared (expanded) tokenizer: what the stage needs to turn encoded events into ids and text.
 
-    tokenizer: PreTrainedTokenizerBase
+    Pickles small (the lookup, not the tokenizer): the `tokenizers` tokenizer for free text and the
+    transformers one (`tokenizer`) are loaded from `folder` when first used."""
+
     source: str  # the name or folder it was loaded from
+    folder: Path  # the expanded tokenizer's files (a cache folder), as `save` writes them
     image_pattern: ImagePattern
     token_ids: dict[str, int]  # every vocabulary token of the encoder; the image placeholder -> IMAGE_ID
     image_ids: np.ndarray  # one image's ids, as the tokenizer writes the image pattern
     pad_token_id: int
     added_tokens: tuple[str, ...]  # in id order
+    first_added_id: int | None
+    vocabulary_size: int  # added tokens included
     vocabulary_hash: str
     stand_in: str | None  # the stand-in note of the source folder, if it has one
+    _text_tokenizer: Tokenizer | None = field(default=None, repr=False, compare=False)
+    _pretrained: PreTrainedTokenizerBase | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return self.__dict__ | {"_text_tokenizer": None, "_pretrained": None}
+
+    @property
+    def text_tokenizer(self) -> Tokenizer:
+        """The expanded tokenizer (`tokenizers` library), for free text."""
+        if self._text_tokenizer is None:
+            self._text_tokenizer = _read_tokenizer_file(self.folder)
+        return self._text_tokenizer
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The expanded tokenizer as transformers loads it (imports transformers; not used to convert)."""
+        if self._pretrained is None:
+            from transformers import AutoTokenizer
+
+            self._pretrained = AutoTokenizer.from_pretrained(str(self.folder))
+        return self._pretrained
+
+    @tokenizer.setter
+    def tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self._pretrained = tokenizer
 
     def event_ids(self, events: Sequence[EncodedEvent]) -> list[list[int]]:
         """The token ids of each event, an image as one IMAGE_ID (see `expand_images`): vocabulary tokens
@@ -84,7 +131,8 @@ class FslTokenizer:
         lookup = self.token_ids
         texts = [piece for event in events if True in event.is_text
                  for piece, is_text in zip(event.pieces, event.is_text) if is_text]
-        text_ids = iter(self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else ())
+        text_ids = iter([encoding.ids for encoding in self.text_tokenizer.encode_batch(texts, add_special_tokens=False)]
+                        if texts else ())
         result = []
         for event in events:
             if True in event.is_text:
@@ -120,10 +168,12 @@ class FslTokenizer:
                        for piece, is_text in zip(event.pieces, event.is_text))
 
     def save(self, folder: str | Path) -> None:
-        """Write the expanded tokenizer (and the stand-in note, if any) to `folder`."""
-        self.tokenizer.save_pretrained(str(folder))
-        if self.stand_in is not None:
-            Path(folder, STAND_IN_NOTE).write_text(self.stand_in)
+        """Write the expanded tokenizer (and the stand-in note, if any) to `folder`: loadable by
+        transformers' ``AutoTokenizer.from_pretrained``."""
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for path in self.folder.iterdir():
+            if path.name != PREPARED_FILE:
+                shutil.copyfile(path, Path(folder, path.name))
 
     def metadata(self) -> dict:
         return {
@@ -131,9 +181,9 @@ class FslTokenizer:
             "stand_in": self.stand_in,
             "folder": TOKENIZER_FOLDER,
             "vocabulary_hash": self.vocabulary_hash,
-            "vocabulary_size": len(self.tokenizer),
+            "vocabulary_size": self.vocabulary_size,
             "added_tokens": len(self.added_tokens),
-            "first_added_id": self.tokenizer.convert_tokens_to_ids(self.added_tokens[0]) if self.added_tokens else None,
+            "first_added_id": self.first_added_id,
             "pad_token_id": self.pad_token_id,
             "image_pattern": asdict(self.image_pattern),
             "image_token_ids": self.image_ids.tolist(),
@@ -141,42 +191,44 @@ class FslTokenizer:
 
 
 def prepare_tokenizer(
-    source: str, encoder_name: str, image_pattern: ImagePattern, pad_token: str | None = None
+    source: str,
+    encoder_name: str,
+    image_pattern: ImagePattern,
+    pad_token: str | None = None,
+    cache_dir: str | Path | None = None,
 ) -> FslTokenizer:
-    """Load the tokenizer from `source` and expand it for the encoder and image pattern."""
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    vocab = tokenizer.get_vocab()
-    if image_pattern.token not in vocab:
-        raise ValueError(
-            f"tokenizer {source!r} has no {image_pattern.token!r} token: it is not the tokenizer of a model "
-            f"whose images are spelled {image_pattern.prefix}{image_pattern.token}…{image_pattern.suffix}"
-        )
-    encoder = get_encoder(encoder_name)
-    reference = expansion_order(
-        set(encoder.reference_vocab) | {image_pattern.prefix, image_pattern.token, image_pattern.suffix}
-    )
-    added = [token for token in reference if token not in vocab]
-    added += [token for token in encoder.extra_tokens if token not in vocab and token not in added]
-    tokenizer.add_tokens(added)
-    vocab = tokenizer.get_vocab()
-    pad = pad_token or tokenizer.pad_token or tokenizer.eos_token
-    if pad is None or pad not in vocab:
-        raise ValueError(f"tokenizer {source!r} has no pad or eos token; set pad_token to one of its tokens")
-    tokenizer.pad_token = pad
+    """The tokenizer of `source` (a local folder or a Hub name) expanded for the encoder and image pattern.
 
+    The expansion is cached under `cache_dir` (default: `default_cache_dir()`), keyed by the source files'
+    content, the encoder's tokens, the image pattern and `pad_token`."""
+    encoder = get_encoder(encoder_name)
     event_tokens = encoder.reference_vocab + encoder.extra_tokens
-    _check_lookup(tokenizer, source, event_tokens, vocab)
+    files = _source_files(source)
+    key = _cache_key(files, event_tokens, image_pattern, pad_token)
+    folder = Path(cache_dir or default_cache_dir(), key)
+    if not (folder / PREPARED_FILE).is_file():
+        _expand_into(folder, source, files, encoder.reference_vocab, encoder.extra_tokens, image_pattern, pad_token)
+    prepared = json.loads((folder / PREPARED_FILE).read_text())
+    note = folder / STAND_IN_NOTE
     return FslTokenizer(
-        tokenizer=tokenizer,
         source=source,
+        folder=folder,
         image_pattern=image_pattern,
-        token_ids={token: vocab[token] for token in event_tokens} | {IMAGE_PLACEHOLDER: IMAGE_ID},
-        image_ids=_image_ids(tokenizer, image_pattern),
-        pad_token_id=vocab[pad],
-        added_tokens=tuple(added),
-        vocabulary_hash=_hash(vocab),
-        stand_in=_stand_in_note(source),
+        token_ids=prepared["token_ids"] | {IMAGE_PLACEHOLDER: IMAGE_ID},
+        image_ids=np.array(prepared["image_ids"], dtype=np.int32),
+        pad_token_id=prepared["pad_token_id"],
+        added_tokens=tuple(prepared["added_tokens"]),
+        first_added_id=prepared["first_added_id"],
+        vocabulary_size=prepared["vocabulary_size"],
+        vocabulary_hash=prepared["vocabulary_hash"],
+        stand_in=note.read_text() if note.is_file() else None,
     )
+
+
+def default_cache_dir() -> Path:
+    """Where expanded tokenizers are kept: in datasets' cache (``HF_DATASETS_CACHE``), whatever a build's
+    ``cache_dir``, so builds into other cache folders share them."""
+    return Path(datasets.config.HF_DATASETS_CACHE, "owa_fsl_tokenizers")
 
 
 def vocabulary_hash(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -191,6 +243,8 @@ def _hash(vocab: dict[str, int]) -> str:
 
 def load_fsl_tokenizer(dataset: datasets.Dataset | datasets.DatasetDict) -> PreTrainedTokenizerBase:
     """The expanded tokenizer an owa_fsl dataset was built with (saved beside its rows)."""
+    from transformers import AutoTokenizer
+
     folder = dataset_folder(dataset) / TOKENIZER_FOLDER
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no tokenizer saved there (was this dataset built by owa_fsl?)")
@@ -208,25 +262,145 @@ def check_vocabulary(tokenizer: PreTrainedTokenizerBase, dataset: datasets.Datas
         )
 
 
-def _image_ids(tokenizer: PreTrainedTokenizerBase, pattern: ImagePattern) -> np.ndarray:
+# Files of a tokenizer that preparation reads and the expanded tokenizer keeps (model weights never).
+TOKENIZER_FILE = "tokenizer.json"
+CONFIG_FILE = "tokenizer_config.json"
+KEPT_FILES = (TOKENIZER_FILE, CONFIG_FILE, "special_tokens_map.json", "chat_template.jinja", STAND_IN_NOTE)
+SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+PREPARATION_VERSION = 1  # part of the cache key: bump when preparation writes something else
+
+
+def _source_files(source: str) -> dict[str, Path]:
+    """The tokenizer files (of `KEPT_FILES`, by name) of a local folder, or of a Hub repository (through
+    the Hub's cache)."""
+    if os.path.isdir(source):
+        folder = Path(source)
+    else:
+        from huggingface_hub import snapshot_download  # offline and not cached: an OSError naming the repo
+
+        folder = Path(snapshot_download(source, allow_patterns=[*KEPT_FILES, "*.model", "vocab.*", "merges.txt",
+                                                                "added_tokens.json"]))
+    return {name: folder / name for name in KEPT_FILES if (folder / name).is_file()}
+
+
+def _cache_key(files: dict[str, Path], event_tokens: Sequence[str], pattern: ImagePattern, pad_token: str | None) -> str:
+    digest = hashlib.sha256(json.dumps([PREPARATION_VERSION, list(event_tokens), asdict(pattern), pad_token]).encode())
+    for name, path in sorted(files.items()):
+        digest.update(f"\0{name}\0{path.stat().st_size}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:32]
+
+
+def _expand_into(
+    folder: Path,
+    source: str,
+    files: dict[str, Path],
+    reference_vocab: Sequence[str],
+    extra_tokens: Sequence[str],
+    pattern: ImagePattern,
+    pad_token: str | None,
+) -> None:
+    """Expand the tokenizer and write it, with `PREPARED_FILE`, to the cache folder `folder` (atomically)."""
+    tokenizer, config = _load_source(source, files)
+    vocab = tokenizer.get_vocab(with_added_tokens=True)
+    if pattern.token not in vocab:
+        raise ValueError(
+            f"tokenizer {source!r} has no {pattern.token!r} token: it is not the tokenizer of a model "
+            f"whose images are spelled {pattern.prefix}{pattern.token}…{pattern.suffix}"
+        )
+    reference = expansion_order(set(reference_vocab) | {pattern.prefix, pattern.token, pattern.suffix})
+    added = [token for token in reference if token not in vocab]
+    added += [token for token in extra_tokens if token not in vocab and token not in added]
+    tokenizer.add_tokens(added)  # what transformers' add_tokens calls
+    vocab = tokenizer.get_vocab(with_added_tokens=True)
+    pad = pad_token or _token_name(config, "pad_token") or _token_name(config, "eos_token")
+    if pad is None or pad not in vocab:
+        raise ValueError(f"tokenizer {source!r} has no pad or eos token; set pad_token to one of its tokens")
+    event_tokens = [*reference_vocab, *extra_tokens]
+    _check_lookup(tokenizer, source, event_tokens, vocab)
+    prepared = {
+        "token_ids": {token: vocab[token] for token in event_tokens},
+        "image_ids": _image_ids(tokenizer, pattern).tolist(),
+        "pad_token_id": vocab[pad],
+        "added_tokens": added,
+        "first_added_id": vocab[added[0]] if added else None,
+        "vocabulary_size": tokenizer.get_vocab_size(with_added_tokens=True),
+        "vocabulary_hash": _hash(vocab),
+    }
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".staging-"))
+    try:
+        tokenizer.save(str(staging / TOKENIZER_FILE))
+        for name, path in files.items():
+            if name in (CONFIG_FILE, "special_tokens_map.json"):  # the pad token as chosen
+                Path(staging, name).write_text(json.dumps(json.loads(path.read_text()) | {"pad_token": pad}, indent=2))
+            elif name != TOKENIZER_FILE:
+                shutil.copyfile(path, staging / name)
+        if CONFIG_FILE not in files:
+            Path(staging, CONFIG_FILE).write_text(json.dumps({"pad_token": pad}, indent=2))
+        Path(staging, PREPARED_FILE).write_text(json.dumps(prepared))
+        os.replace(staging, folder)
+    except OSError:
+        if not (folder / PREPARED_FILE).is_file():  # not another process preparing the same tokenizer
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _load_source(source: str, files: dict[str, Path]) -> tuple[Tokenizer, dict]:
+    """The source's tokenizer as transformers would load it, and its config. Read straight from
+    ``tokenizer.json`` when that is what transformers would use unchanged: the file is there and every
+    special token its config names is one of its special added tokens; else through transformers."""
+    config = json.loads(files[CONFIG_FILE].read_text()) if CONFIG_FILE in files else {}
+    if TOKENIZER_FILE in files:
+        tokenizer = _read_tokenizer_file(files[TOKENIZER_FILE].parent)
+        special = {token.content for token in tokenizer.get_added_tokens_decoder().values() if token.special}
+        if set(_named_tokens(config)) <= special:
+            return tokenizer, config
+    from transformers import AutoTokenizer
+
+    pretrained = AutoTokenizer.from_pretrained(source)
+    config = config | {"pad_token": pretrained.pad_token, "eos_token": pretrained.eos_token}
+    return pretrained.backend_tokenizer, config
+
+
+def _read_tokenizer_file(folder: Path) -> Tokenizer:
+    tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+    tokenizer.no_truncation()  # as transformers encodes without truncation or padding unless asked
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def _token_name(config: dict, name: str) -> str | None:
+    token = config.get(name)
+    return token.get("content") if isinstance(token, dict) else token
+
+
+def _named_tokens(config: dict) -> list[str]:
+    """The special tokens a tokenizer config names (transformers adds any missing from the vocabulary)."""
+    extra = config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
+    if isinstance(extra, dict):  # {name: token}
+        extra = list(extra.values())
+    named = [_token_name(config, name) for name in SPECIAL_TOKEN_NAMES]
+    return [token.get("content") if isinstance(token, dict) else token for token in [*named, *extra] if token]
+
+
+def _image_ids(tokenizer: Tokenizer, pattern: ImagePattern) -> np.ndarray:
     """The pattern's ids as the tokenizer writes them (SmolVLM's prefix is two tokens, not the joined one)."""
-    prefix, token, suffix = (tokenizer.encode(s, add_special_tokens=False) for s in
-                             (pattern.prefix, pattern.token, pattern.suffix))
+    prefix, token, suffix = (_encode(tokenizer, s) for s in (pattern.prefix, pattern.token, pattern.suffix))
     ids = prefix + token * pattern.length + suffix
-    if tokenizer.encode(pattern.text, add_special_tokens=False) != ids:
+    if _encode(tokenizer, pattern.text) != ids:
         raise ValueError(f"the tokenizer does not split the image pattern into its parts: {pattern}")
     return np.array(ids, dtype=np.int32)
 
 
-def _check_lookup(tokenizer: PreTrainedTokenizerBase, source: str, tokens: Sequence[str], vocab: dict) -> None:
+def _check_lookup(tokenizer: Tokenizer, source: str, tokens: Sequence[str], vocab: dict) -> None:
     """The lookup must give what the tokenizer gives on the same text, tokens side by side."""
-    produced = tokenizer.encode("".join(tokens), add_special_tokens=False)
-    if produced != [vocab[token] for token in tokens]:
-        wrong = next((t for t in tokens if tokenizer.encode(t, add_special_tokens=False) != [vocab[t]]), None)
+    if _encode(tokenizer, "".join(tokens)) != [vocab[token] for token in tokens]:
+        wrong = next((t for t in tokens if _encode(tokenizer, t) != [vocab[t]]), None)
         where = f"the event token {wrong!r}" if wrong else "event tokens side by side"
         raise ValueError(f"tokenizer {source!r} does not keep {where} whole")
 
 
-def _stand_in_note(source: str) -> str | None:
-    note = Path(source, STAND_IN_NOTE)
-    return note.read_text() if note.is_file() else None
+def _encode(tokenizer: Tokenizer, text: str) -> list[int]:
+    return tokenizer.encode(text, add_special_tokens=False).ids
