@@ -23,7 +23,6 @@ from mcap.writer import CompressionType, Writer
 
 from owa_builders.recordings.mcap_scan import McapScanner
 
-
 FOLDER = OUT / "mcap_scan"
 
 

@@ -425,19 +425,22 @@ def test_file_removed_after_listing(tmp_path):
     assert file_stamp(path) == ("file_missing", "")
 
 
+def run_unprivileged(script: str, *args: str) -> object:
+    """What `script` prints as JSON, run without the capabilities that let root read anything."""
+    command = [sys.executable, "-c", script, *args]
+    if os.geteuid() == 0:
+        drop = "-dac_override,-dac_read_search"
+        command = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *command]
+    return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+
 def test_unreadable_file(tmp_path):
-    """chmod 000. Root reads anything, so as root the read runs without the capabilities that allow it."""
     path = write_recording(tmp_path / "episode.mcap", [("screen", screen(0), T0)])
     path.chmod(0)
     read = ("import json, sys\nfrom owa_builders.recordings.mcap_scan import McapScanner\n"
             "try:\n    McapScanner(sys.argv[1])\nexcept Exception as e:\n"
             "    print(json.dumps([type(e).__name__, e.reason, str(e)]))\n")  # fmt: skip
-    command = [sys.executable, "-c", read, str(path)]
-    if os.geteuid() == 0:
-        drop = "-dac_override,-dac_read_search"
-        command = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *command]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    assert json.loads(done.stdout) == [
+    assert run_unprivileged(read, str(path)) == [
         PermissionDeniedError.__name__, "permission_denied", f"{path}: cannot be read: permission denied"
     ]
     assert file_stamp(path)[0] == str(path.stat().st_size)  # stat needs no read permission
@@ -456,6 +459,17 @@ def test_recordings_folder_that_does_not_exist_or_is_a_file(tmp_path):
         assert isinstance(caught.value, FileNotFoundError)
         copy = pickle.loads(pickle.dumps(caught.value))
         assert (type(copy), str(copy)) == (RecordingsFolderError, str(caught.value))
+
+
+def test_subfolder_that_cannot_be_listed(tmp_path):
+    write_recording(tmp_path / "a" / "episode.mcap", [("screen", screen(0), T0)])
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked").chmod(0)
+    listing = ("import json, sys\nfrom owa_builders.recordings.episodes import find_episodes\n"
+               "try:\n    find_episodes(sys.argv[1])\nexcept FileNotFoundError as e:\n"
+               "    print(json.dumps([type(e).__name__, str(e)]))\n")  # fmt: skip
+    expected = f"{tmp_path / 'locked'}: cannot list this folder of recordings: Permission denied"
+    assert run_unprivileged(listing, str(tmp_path)) == [RecordingsFolderError.__name__, expected]
 
 
 def test_listing_skips_hidden_names_and_keeps_odd_ones_in_order(tmp_path):
