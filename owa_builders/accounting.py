@@ -43,6 +43,7 @@ class Accounting:
     topics: dict[str, TopicCounts] = field(default_factory=dict)
     episodes: int = 0
     skipped_files: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason", "problem"}
+    fallbacks: list[dict[str, str]] = field(default_factory=list)  # {"path", "topic", "instead_of"}
 
     def topic(self, name: str) -> TopicCounts:
         counts = self.topics.get(name)
@@ -53,11 +54,16 @@ class Accounting:
     def skip(self, path: str, reason: str, problem: str) -> None:
         self.skipped_files.append({"path": path, "reason": reason, "problem": problem})
 
+    def fall_back(self, path: str, topic: str, instead_of: str) -> None:
+        """Record that episode `path` keeps `topic` in place of `instead_of`, which it does not have."""
+        self.fallbacks.append({"path": path, "topic": topic, "instead_of": instead_of})
+
     def add(self, other: Accounting) -> None:
         for name, counts in other.topics.items():
             self.topic(name).add(counts)
         self.episodes += other.episodes
         self.skipped_files.extend(other.skipped_files)
+        self.fallbacks.extend(other.fallbacks)
 
     def totals(self) -> TopicCounts:
         total = TopicCounts()
@@ -77,11 +83,13 @@ class Accounting:
             "totals": self.totals().to_dict(),
             "topics": {name: self.topics[name].to_dict() for name in sorted(self.topics)},
             "skipped_files": self.skipped_files,
+            "fallbacks": self.fallbacks,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Accounting:
-        accounting = cls(episodes=data["episodes"], skipped_files=list(data["skipped_files"]))
+        accounting = cls(episodes=data["episodes"], skipped_files=list(data["skipped_files"]),
+                         fallbacks=list(data.get("fallbacks", [])))
         for name, counts in data["topics"].items():
             accounting.topics[name] = TopicCounts(
                 counts["read"], counts["kept"], counts["synthesized"], Counter(counts["dropped"]),
@@ -103,6 +111,8 @@ class Accounting:
             extra = f" (+{counts.synthesized} synthesized)" if counts.synthesized else ""
             lines.append(f"  {name:<{width}}  read {counts.read:>9}  kept {counts.kept:>9}{extra}"
                          + (f"  dropped: {reasons}" if reasons else "") + (f"  clamped: {clamps}" if clamps else ""))
+        for fallback in self.fallbacks:
+            lines.append(f"  FALLBACK {fallback['path']}: kept {fallback['topic']} (it has no {fallback['instead_of']})")
         for skipped in self.skipped_files:
             lines.append(f"  SKIPPED {skipped['path']} [{skipped['reason']}]: {skipped['problem']}")
         return "\n".join(lines)

@@ -19,12 +19,18 @@ from tqdm.auto import tqdm
 
 from .accounting import Accounting
 from .events.settings import EventsSettings
-from .events.stage import SCREEN_MESSAGE_TYPE, survey_episode
+from .events.stage import SCREEN_MESSAGE_TYPE, Survey, survey_episode
 from .hf import dataset_folder, read_dataset_metadata
 from .recordings.episodes import Episode, find_episodes, locate_media, open_episode
 from .recordings.errors import BadRecordingError
 
 _NS_PER_S = 1e9
+INPUT_KIND_OF_MESSAGE_TYPE = {
+    "desktop/KeyboardEvent": "keyboard",
+    "desktop/RawMouseEvent": "mouse",
+    "desktop/MouseEvent": "mouse",
+    SCREEN_MESSAGE_TYPE: "screen",
+}
 
 
 # -- recordings -------------------------------------------------------------------------------------------
@@ -102,14 +108,15 @@ class EpisodeSummary:
     topics: dict[str, TopicStats]
     media: list[MediaFile]
     problem: Problem | None  # the first problem a conversion would meet (it stops there)
+    warnings: list[str]  # input the events config would lose entirely (e.g. every mouse event)
 
 
 def summarize_episode(episode: Episode, settings: EventsSettings | None = None) -> EpisodeSummary:
     """Scan one episode and check it as the events stage with `settings` would (default: every topic kept)."""
-    scan, problem = EpisodeScan(), None
+    scan, problem, warnings = EpisodeScan(), None, []
     try:
         scan.read(episode)
-        survey_episode(episode, settings or EventsSettings())
+        warnings = _lost_input(scan, survey_episode(episode, settings or EventsSettings()))
     except BadRecordingError as error:
         problem = Problem(error.reason, error.problem)
     times = scan.topic_times()
@@ -126,7 +133,21 @@ def summarize_episode(episode: Episode, settings: EventsSettings | None = None) 
         topics={topic: _topic_stats(scan.message_types[topic], times[topic]) for topic in sorted(times)},
         media=[_media_file(episode, uri, frames) for uri, frames in sorted(scan.media_uris.items())],
         problem=problem,
+        warnings=warnings,
     )
+
+
+def _lost_input(scan: EpisodeScan, survey: Survey) -> list[str]:
+    """What kinds of input (keyboard, mouse, screen) an episode has and the events stage would drop whole."""
+    if survey.intervals is not None and not len(survey.intervals.starts):
+        return ["its intervals are empty: every event would be dropped"]
+    topics_of_kind: dict[str, list[str]] = {}
+    for topic, message_types in sorted(scan.message_types.items()):
+        for kind in {INPUT_KIND_OF_MESSAGE_TYPE.get(message_type) for message_type in message_types} - {None}:
+            topics_of_kind.setdefault(kind, []).append(topic)
+    return [f"every {kind} event would be dropped (its topics {', '.join(topics)}: "
+            + ", ".join(sorted({survey.topics.drop_reason(topic) for topic in topics})) + ")"
+            for kind, topics in sorted(topics_of_kind.items()) if not set(topics) & survey.topics.kept]
 
 
 def _topic_stats(message_types: set[str], times: np.ndarray) -> TopicStats:
@@ -162,6 +183,10 @@ class RecordingsSummary:
         lines += [""] + _table(["episode", "duration", "messages", "media"], [
             [e.path, f"{e.duration_s:.1f} s", f"{e.messages:,}", _media_text(e.media)] for e in episodes
         ])
+        warned = [e for e in episodes if e.warnings]
+        if warned:
+            lines += ["", "warnings (input these events settings would lose):"]
+            lines += [f"  {e.path}: {warning}" for e in warned for warning in e.warnings]
         if self.bad_episodes:
             lines += ["", "problems (a build with on_bad_files='error' stops at the first):"]
             lines += [f"  {e.path} [{e.problem.reason}]: {e.problem.problem}" for e in self.bad_episodes]

@@ -73,6 +73,7 @@ WHEEL_DELTA = 120  # one notch; button_data holds the signed delta as unsigned 1
 
 # Windows virtual-key codes.
 VK_BACK, VK_RETURN, VK_SPACE, VK_LEFT, VK_RIGHT = 0x08, 0x0D, 0x20, 0x25, 0x27
+VK_SHIFT = 0x10  # the stuck key (`SynthProfile.stuck_key`): typing never uses it
 HELD_KEYS = (VK_BACK, VK_LEFT, VK_RIGHT, ord("W"))
 WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "open", "world", "agents", "desktop")
 AUTO_REPEAT_DELAY_NS = 500 * NS_PER_MS
@@ -114,6 +115,8 @@ class SynthProfile:
     clicks_per_min: float = 10.0
     scrolls_per_min: float = 15.0  # wheel gestures, each of one to five notch events
     keyframe_interval: int = 60  # video GOP, in frames
+    stuck_key: bool = False  # VK_SHIFT pressed at the start and never released (auto-repeating throughout)
+    raw_mouse_topic: bool = True  # False: the raw input drives the `mouse` view only, as recorders without raw input
 
     def __post_init__(self) -> None:
         if self.duration_s <= 0:
@@ -384,7 +387,8 @@ def _mouse_messages(profile: SynthProfile) -> Iterator[TimedMessage]:
         else:
             x = min(max(x + raw.last_x, 0), screen_width - 1)
             y = min(max(y + raw.last_y, 0), screen_height - 1)
-            yield t, topic, raw
+            if profile.raw_mouse_topic:
+                yield t, topic, raw
             if not raw.button_flags:
                 continue
             flags = int(raw.button_flags)
@@ -437,9 +441,18 @@ def _held_key(rng: random.Random, start_ns: int) -> list[tuple[int, str, int]]:
 
 
 def _key_events(profile: SynthProfile) -> Iterator[tuple[int, str, int]]:
-    """Typing bursts and held keys separated by idle gaps; only activities that end inside the episode."""
-    if not profile.typing:
+    """Typing and, with `stuck_key`, VK_SHIFT held from the start to the end."""
+    typing = _typing_events(profile) if profile.typing else iter(())
+    if not profile.stuck_key:
+        yield from typing
         return
+    stuck = [(0, "press", VK_SHIFT)]
+    stuck += [(t, "press", VK_SHIFT) for t in range(AUTO_REPEAT_DELAY_NS, profile.duration_ns, AUTO_REPEAT_INTERVAL_NS)]
+    yield from heapq.merge(stuck, typing, key=itemgetter(0))
+
+
+def _typing_events(profile: SynthProfile) -> Iterator[tuple[int, str, int]]:
+    """Typing bursts and held keys separated by idle gaps; only activities that end inside the episode."""
     rng = _rng(profile, "keyboard")
     t = _random_ns(rng, 100, 1000)
     while True:

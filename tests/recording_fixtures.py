@@ -44,3 +44,18 @@ def copy_episode(mcap: Path, folder: Path) -> Path:
     for file in mcap.parent.glob(mcap.stem + ".*"):
         shutil.copy(file, folder / file.name)
     return folder / mcap.name
+
+
+def one_by_one_slots(times: list[int], period: int) -> list[bool]:
+    """The rate limits' slot grid stated plainly, one time at a time: which times start a new slot.
+
+    A slot is [end - period, end); a time in the next slot moves the grid on by one slot, a later one
+    restarts it at that time."""
+    new, end = [], None
+    for time in times:
+        if end is not None and time < end:
+            new.append(False)
+            continue
+        end = end + period if end is not None and time < end + period else time + period
+        new.append(True)
+    return new

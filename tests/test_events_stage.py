@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from collections import Counter
 
+import json
+
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings as hypothesis_settings, strategies as st
 from mcap.reader import make_reader
-from recording_fixtures import MS, T0, key, screen, write_recording
+from recording_fixtures import MS, T0, key, one_by_one_slots, screen, write_recording
 
-from owa_builders.events.rate_limits import DropLimiter
+from owa_builders.config_files import named_config
+from owa_builders.events.payload_columns import MALFORMED, OTHER, PLAIN_MOVE, Payloads, RawMouseReader
+from owa_builders.events.rate_limits import DropLimiter, KeyboardUniform, SlotClock
 from owa_builders.events.settings import EventsSettings
 from owa_builders.events.stage import convert_episode
 from owa_builders.recordings.episodes import Episode
@@ -58,7 +63,7 @@ def test_drop_policy_limits_jittery_60hz_screen_to_exactly_20hz(episode):
 def test_drop_limiter_holds_the_rate_where_last_kept_spacing_falls_short():
     rng = np.random.default_rng(0)
     times = (np.arange(600) * 1e9 / 60 + rng.uniform(-3e6, 3e6, 600)).astype(np.int64).tolist()
-    kept = DropLimiter(20).apply(times, list(range(600)), lambda i: b"").keep
+    kept = DropLimiter(20).apply(np.array(times), np.arange(600), None).keep
     assert abs(int(kept.sum()) - 200) <= 1
     naive, last = 0, None
     for time in times:
@@ -184,3 +189,124 @@ def test_uniform_repeats_stop_at_the_interval_end_and_a_new_interval_starts_fres
                       (2100, "press"), (2150, "press"), (2200, "release")]
     accounting.check()
     assert accounting.topics["keyboard"].dropped["outside_intervals"] == 14  # the repeats and release after F9
+
+
+# -- the slot grid, raw mouse payloads, absolute mouse, stuck keys -------------------------------------------
+
+
+@given(st.lists(st.integers(0, 200), max_size=300), st.integers(1, 60), st.lists(st.integers(0, 300), max_size=4))
+def test_slot_grid_over_numpy_runs_matches_the_grid_one_time_at_a_time(gaps, period, cuts):
+    times = np.cumsum(np.array(gaps, np.int64))
+    clock = SlotClock(1e9 / period)
+    bounds = sorted({0, len(times), *(min(c, len(times)) for c in cuts)})
+    got = np.concatenate([clock.new_slots(times[a:b]) for a, b in zip(bounds[:-1], bounds[1:])] or [np.zeros(0, bool)])
+    assert got.tolist() == one_by_one_slots(times.tolist(), clock.period)
+
+
+def _payloads(messages: list[bytes]) -> Payloads:
+    buffer, starts, ends = b"", [], []
+    for message in messages:
+        buffer += b"\x05header"  # payloads sit between other bytes in a chunk
+        starts.append(len(buffer))
+        buffer += message
+        ends.append(len(buffer))
+    return Payloads(buffer, np.array(starts, np.int64), np.array(ends, np.int64))
+
+
+def _expected_raw_mouse(message: bytes) -> tuple[int, int, int]:
+    try:
+        value = json.loads(message)
+    except (ValueError, UnicodeDecodeError):
+        return MALFORMED, 0, 0
+    x, y = (value.get("last_x"), value.get("last_y")) if isinstance(value, dict) else (None, None)
+    if not (type(x) is int and type(y) is int and abs(x) < 2**31 and abs(y) < 2**31):
+        return MALFORMED, 0, 0
+    flagged = value.get("us_flags") or value.get("button_flags") or value.get("button_data")
+    return (OTHER if flagged else PLAIN_MOVE), x, y
+
+
+raw_mouse_payloads = st.one_of(
+    st.builds(lambda x, y, flags: orjson.dumps({"last_x": x, "last_y": y, "us_flags": flags[0],
+                                                "button_flags": flags[1], "button_data": flags[2]}),
+              st.integers(-5, 5), st.integers(-5, 5), st.sampled_from([(0, 0, 0), (0, 1, 0), (1, 0, 0), (0, 1024, 120)])),
+    st.builds(lambda x, y: orjson.dumps({"last_y": y, "last_x": x, "device_handle": None, "timestamp": 7}),
+              st.integers(-2**40, 2**40), st.integers(-3, 3)),
+    st.sampled_from([b"", b"{", b"[]", b'{"last_x":"1","last_y":2}', b'{"last_x":1.5,"last_y":2}',
+                     b'{"last_x":true,"last_y":2}', b'{"last_y":2}', b"null", b'{"last_x":1,"last_y":2}']),
+    st.binary(max_size=20),
+)
+
+
+@hypothesis_settings(max_examples=200)
+@given(st.lists(st.lists(raw_mouse_payloads, max_size=20), max_size=4))
+def test_raw_mouse_reader_reads_every_payload_as_json_says(batches):
+    reader = RawMouseReader()
+    reader.MAX_DISTINCT = 8  # forgets often: results must not depend on what it remembers
+    largest = 0
+    for messages in batches:
+        kinds, xs, ys = reader.columns(_payloads(messages))
+        assert list(zip(kinds.tolist(), xs.tolist(), ys.tolist())) == [_expected_raw_mouse(m) for m in messages]
+        largest = max(largest, len(messages))
+        assert len(reader._ids) <= max(8, largest)  # bounded by the bound, or by one batch
+
+
+def test_desktop_keeps_absolute_mouse_where_an_episode_has_no_raw_mouse(tmp_path):
+    (manifest,) = synthesize_recordings(tmp_path, episodes=1, profile=SynthProfile(
+        duration_s=DURATION_S, seed=3, video=False, raw_mouse_topic=False, clicks_per_min=60, scrolls_per_min=60))
+    (tmp_path / manifest.video_uri).write_bytes(b"")
+    ep = Episode(str(manifest.mcap_path), str(tmp_path))
+    table, accounting = convert_episode(ep, named_config("owa_events", "desktop"))
+    with open(ep.path, "rb") as f:
+        source = [(m.log_time, m.data) for _, c, m in make_reader(f).iter_messages(topics=["mouse"])]
+    inside = accounting.topics["mouse"].read - accounting.topics["mouse"].dropped["outside_intervals"]
+    kept = [(t, m) for t, m, topic in zip(table.column("timestamp_ns").to_pylist(), table.column("mcap_message").to_pylist(),
+                                          table.column("topic").to_pylist()) if topic == "mouse"]
+    assert set(kept) <= set(source)  # absolute events are kept as recorded, never made up
+    kind = {m: orjson.loads(m)["event_type"] for _, m in source}
+    actions = [(t, m) for t, m in source if kind[m] != "move"]
+    assert actions and [(t, m) for t, m in kept if kind[m] != "move"] == actions  # every click and scroll, in order
+    for action in actions:  # each after the move that preceded it in the recording
+        before = [row for row in source if row < action and kind[row[1]] == "move"]
+        assert kept[kept.index(action) - 1] == before[-1]
+    moves = [t for t, m in kept if kind[m] == "move"]
+    assert len(moves) <= 20 * DURATION_S + len(actions) + 1
+    counts = accounting.topics["mouse"]
+    assert counts.kept == len(kept) and counts.kept + counts.dropped["rate_limit"] == inside
+    assert accounting.fallbacks == [{"path": ep.relative_path, "topic": "mouse", "instead_of": "mouse/raw"}]
+    assert "mouse/raw" not in accounting.topics
+
+
+def test_desktop_keeps_raw_mouse_alone_where_an_episode_has_both(episode):
+    ep, manifest = episode
+    table, accounting = convert_episode(ep, named_config("owa_events", "desktop"))
+    assert "mouse" not in set(table.column("topic").to_pylist())
+    assert accounting.topics["mouse"].dropped == Counter({"preferred_topic_present": manifest.message_counts["mouse"]})
+    assert accounting.fallbacks == [] and accounting.topics["mouse/raw"].kept > 0
+
+
+def test_keyboard_uniform_holds_nothing_back_for_a_stuck_key():
+    policy = KeyboardUniform(20)
+    period, made = 50 * MS, []
+    repeats = np.arange(500 * MS, 600_000 * MS, 33 * MS)  # OS auto-repeat of a key never released
+    times = np.concatenate([[0], repeats]).astype(np.int64)
+    payload = orjson.dumps({"event_type": "press", "vk": 16})
+    for start in range(0, len(times), 100):
+        chunk = times[start : start + 100]
+        output = policy.apply(chunk, np.arange(start, start + len(chunk)), _payloads([payload] * len(chunk)))
+        made += [time for time, _, _ in output.made]
+        assert policy.holdback() > chunk[-1]  # rows after the latest event only: nothing piles up
+    made += [time for time, _, _ in policy.flush().made]
+    assert made == list(range(period, int(times[-1]) + 1, period))
+
+
+def test_stuck_key_episode_under_uniform_keyboard(tmp_path):
+    (manifest,) = synthesize_recordings(tmp_path, episodes=1, profile=SynthProfile(
+        duration_s=DURATION_S, seed=2, video=False, stuck_key=True, typing=False))
+    (tmp_path / manifest.video_uri).write_bytes(b"")
+    settings = EventsSettings(topics=["keyboard"], rate_limits={"keyboard": {"hz": 20, "policy": "uniform"}})
+    table, accounting = convert_episode(Episode(str(manifest.mcap_path), str(tmp_path)), settings)
+    times = table.column("timestamp_ns").to_pylist()
+    assert np.diff(times).tolist() == [50 * MS] * (len(times) - 1)  # the press, then a press every 50 ms
+    counts = accounting.topics["keyboard"]
+    assert counts.kept == 1 and counts.synthesized == len(times) - 1
+    assert counts.dropped == Counter({"auto_repeat_replaced": manifest.message_counts["keyboard"] - 1})

@@ -27,15 +27,18 @@ class OwaEvents(RecordingsBuilder):
     BUILDER_CONFIGS = [
         OwaEventsConfig(
             name="default",
-            version=datasets.Version("1.0.0"),
+            version=datasets.Version("1.0.1"),
             description="Every message of every recording, unchanged.",
         ),
         OwaEventsConfig(
             name="desktop",
-            version=datasets.Version("1.0.0"),
-            description="Screen, keyboard and raw mouse for desktop agents: screen and mouse at 20 Hz, idle stretches removed.",
+            version=datasets.Version("1.1.0"),
+            description="Screen, keyboard and mouse for desktop agents: raw mouse where an episode has it, else "
+                        "absolute mouse; screen and mouse at 20 Hz, idle stretches removed.",
             topics=["screen", "keyboard", "mouse/raw"],
-            rate_limits={"screen": {"hz": 20, "policy": "drop"}, "mouse/raw": {"hz": 20, "policy": "aggregate"}},
+            topic_fallbacks={"mouse/raw": "mouse"},
+            rate_limits={"screen": {"hz": 20, "policy": "drop"}, "mouse/raw": {"hz": 20, "policy": "aggregate"},
+                         "mouse": {"hz": 20, "policy": "latest"}},
             intervals={"inactivity": {"screen_gap_s": 1.0, "input_gap_s": 5.0}},
         ),
     ]

@@ -18,6 +18,9 @@ class EventsSettings:
     # Topic filter: keep only these topics (None keeps all), then drop these.
     topics: list[str] | None = None
     drop_topics: list[str] = field(default_factory=list)
+    # Per episode, a topic kept in place of a missing one: {"mouse/raw": "mouse"} keeps `mouse` in the
+    # episodes that have no `mouse/raw` message, and drops it ("preferred_topic_present") in the others.
+    topic_fallbacks: dict[str, str] = field(default_factory=dict)
     # Per-topic rate limits: {"screen": {"hz": 20}, "mouse/raw": {"hz": 20, "policy": "aggregate"}}.
     # Policies: "drop" (default; one event per 1/hz slot), "aggregate" (mouse/raw: sum plain moves per
     # slot), "latest" (mouse: the latest move per slot, clicks and scrolls kept), "uniform" (keyboard:
@@ -54,9 +57,49 @@ class EventsSettings:
             if limit.get("policy", "drop") not in POLICIES:
                 raise ValueError(f"rate_limits[{topic!r}]['policy'] must be one of {tuple(POLICIES)}")
         parse_intervals(self.intervals)
+        for preferred, fallback in self.topic_fallbacks.items():
+            if not (isinstance(preferred, str) and isinstance(fallback, str)) or preferred == fallback:
+                raise ValueError(f"topic_fallbacks maps a topic to another topic, not {preferred!r} to {fallback!r}")
+            if fallback in self.topic_fallbacks:
+                raise ValueError(f"topic_fallbacks: {fallback!r} is a fallback and has one itself (no chains)")
 
     def keeps_topic(self, topic: str) -> bool:
+        """Whether the topic filter keeps `topic` in every episode (fallbacks aside)."""
         return (self.topics is None or topic in self.topics) and topic not in self.drop_topics
+
+    def may_keep_topic(self, topic: str) -> bool:
+        """Whether `topic` is kept in some episodes: by the filter, or as a fallback."""
+        return self.keeps_topic(topic) or (topic in self.topic_fallbacks.values() and topic not in self.drop_topics)
+
+    def episode_topics(self, present: set[str]) -> TopicChoice:
+        """The topics kept in an episode whose messages are on the `present` topics."""
+        kept = {topic for topic in present if self.keeps_topic(topic)}
+        fallbacks, superseded = {}, set()
+        for preferred, fallback in sorted(self.topic_fallbacks.items()):
+            if fallback in kept or fallback not in present or fallback in self.drop_topics:
+                continue
+            if preferred in present:
+                superseded.add(fallback)
+            else:
+                kept.add(fallback)
+                fallbacks[fallback] = preferred
+        return TopicChoice(frozenset(kept), fallbacks, frozenset(superseded))
+
+
+TOPIC_FILTER = "topic_filter"
+PREFERRED_TOPIC_PRESENT = "preferred_topic_present"
+
+
+@dataclass(frozen=True)
+class TopicChoice:
+    """The topics kept in one episode, and why the others are not."""
+
+    kept: frozenset[str]
+    fallbacks: dict[str, str]  # fallback topic kept -> the missing topic it stands in for
+    superseded: frozenset[str]  # fallback topics not kept because the topic they stand in for is there
+
+    def drop_reason(self, topic: str) -> str:
+        return PREFERRED_TOPIC_PRESENT if topic in self.superseded else TOPIC_FILTER
 
 
 def check_bad_files_policy(policy: str) -> None:

@@ -26,7 +26,7 @@ from ..recordings.mcap_scan import ChannelInfo, MessageBatch
 from .intervals import IntervalSet, WholeEpisode, end_batch, parse_intervals
 from .payload_columns import Payloads
 from .rate_limits import make_policy
-from .settings import EventsSettings
+from .settings import EventsSettings, TopicChoice
 
 SCREEN_MESSAGE_TYPE = "desktop/ScreenCaptured"
 EVENT_SCHEMA = pa.schema([
@@ -47,6 +47,7 @@ class Survey:
     start_ns: int | None
     end_ns: int | None
     intervals: IntervalSet | None  # None: keep the whole episode
+    topics: TopicChoice  # the topics kept in this episode
 
 
 def survey_episode(episode: Episode, settings: EventsSettings) -> Survey:
@@ -54,7 +55,9 @@ def survey_episode(episode: Episode, settings: EventsSettings) -> Survey:
     extractor = parse_intervals(settings.intervals)
     needs_intervals = not isinstance(extractor, WholeEpisode)
     checked: set[int] = set()
+    fallback_channels: dict[int, ChannelInfo] = {}  # checked once the episode's topics are known
     media_uris: set[str] = set()
+    present: set[str] = set()
     count, start, last = 0, None, None
     with open_episode(episode) as scanner:
         for batch in scanner.iter_batches():
@@ -70,11 +73,14 @@ def survey_episode(episode: Episode, settings: EventsSettings) -> Survey:
             last = int(times[-1])
             for channel_id in np.unique(batch.channel_ids).tolist():
                 channel = scanner.channels[channel_id]
+                present.add(channel.topic)
                 kept = settings.keeps_topic(channel.topic)
                 if kept and channel_id not in checked:
                     check_channel(episode, channel)
                     checked.add(channel_id)
-                screen = kept and channel.schema_name == SCREEN_MESSAGE_TYPE
+                elif not kept and settings.may_keep_topic(channel.topic):
+                    fallback_channels[channel_id] = channel
+                screen = settings.may_keep_topic(channel.topic) and channel.schema_name == SCREEN_MESSAGE_TYPE
                 if not (needs_intervals or screen):
                     continue
                 indices = np.nonzero(batch.channel_ids == channel_id)[0]
@@ -83,8 +89,12 @@ def survey_episode(episode: Episode, settings: EventsSettings) -> Survey:
                 extractor.observe(channel, times[indices], batch, indices)
             end_batch(extractor)
             count += len(batch)
+    topics = settings.episode_topics(present)
+    for channel_id in sorted(fallback_channels):
+        if fallback_channels[channel_id].topic in topics.kept:
+            check_channel(episode, fallback_channels[channel_id])
     intervals = extractor.finish(start, last) if needs_intervals and start is not None else None
-    return Survey(count, start, last, intervals)
+    return Survey(count, start, last, intervals, topics)
 
 
 def _time_goes_backwards(episode, channels, batch: MessageBatch, before: int, position: int, previous) -> None:
@@ -109,28 +119,53 @@ def _check_screen_media(episode, batch: MessageBatch, indices, seen: set[str], a
             seen.add(uri)
 
 
+@dataclass
 class _Rows:
-    """Rows waiting to be emitted: merged in (timestamp, file position) order, released below a watermark."""
+    """Event rows as columns (channel ids stand for topic and message type)."""
+
+    times: np.ndarray
+    orders: np.ndarray  # file positions: ties of time keep the file's order
+    channels: np.ndarray
+    payloads: list[bytes]
+
+    @classmethod
+    def joined(cls, parts: list[_Rows]) -> _Rows:
+        if len(parts) == 1:
+            return parts[0]
+        times, orders, channels = (np.concatenate(column) for column in zip(*((p.times, p.orders, p.channels) for p in parts)))
+        return cls(times, orders, channels, [payload for part in parts for payload in part.payloads])
+
+    def take(self, positions: np.ndarray) -> _Rows:
+        payloads = self.payloads
+        return _Rows(self.times[positions], self.orders[positions], self.channels[positions],
+                     [payloads[i] for i in positions.tolist()])
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+class _PendingRows:
+    """Rows waiting to be emitted, released in (timestamp, file position) order below a watermark.
+
+    Rows come per batch; each batch's rows are sorted together with the rows held back, which the
+    policies' holdbacks bound to about one rate-limit slot."""
 
     def __init__(self):
-        self.times: list[int] = []
-        self.orders: list[int] = []
-        self.channels: list[int] = []
-        self.payloads: list[bytes] = []
+        self._parts: list[_Rows] = []
 
-    def add(self, time: int, order: int, channel: int, payload: bytes) -> None:
-        self.times.append(time)
-        self.orders.append(order)
-        self.channels.append(channel)
-        self.payloads.append(payload)
+    def add(self, times: np.ndarray, orders: np.ndarray, channels: np.ndarray, payloads: list[bytes]) -> None:
+        if len(times):
+            self._parts.append(_Rows(times, orders, channels, payloads))
 
-    def release(self, watermark: int | None) -> list[tuple[int, int, int, bytes]]:
-        rows = sorted(zip(self.times, self.orders, self.channels, self.payloads))
-        cut = len(rows) if watermark is None else next((i for i, row in enumerate(rows) if row[0] >= watermark), len(rows))
-        self.__init__()
-        for row in rows[cut:]:
-            self.add(*row)
-        return rows[:cut]
+    def release(self, watermark: int | None) -> _Rows | None:
+        """The rows before `watermark` (all when None), in order; the others stay."""
+        if not self._parts:
+            return None
+        rows = _Rows.joined(self._parts)
+        order = np.lexsort((rows.orders, rows.times))
+        cut = len(order) if watermark is None else int(np.searchsorted(rows.times[order], watermark))
+        self._parts = [rows.take(order[cut:])] if cut < len(order) else []
+        return rows.take(order[:cut]) if cut else None
 
 
 class _TopicPolicy:
@@ -148,31 +183,29 @@ def iter_episode_tables(
     """Convert one episode to event rows (tables of `EVENT_SCHEMA`), adding its counts to `accounting`."""
     survey = survey_episode(episode, settings)
     counts = Accounting(episodes=1)
+    for fallback, preferred in sorted(survey.topics.fallbacks.items()):
+        counts.fall_back(episode.relative_path, fallback, preferred)
     policies: dict[str, _TopicPolicy] = {}
-    pending = _Rows()
-    out: list[tuple[int, int, int, bytes]] = []
+    pending = _PendingRows()
     seen = 0
     with open_episode(episode) as scanner:
+        tables = _TableMaker(episode, scanner.channels, rows_per_table)
         for batch in scanner.iter_batches():
-            _route_batch(batch, seen, scanner.channels, settings, survey.intervals, policies, counts, pending)
+            _route_batch(batch, seen, scanner.channels, survey, settings, policies, counts, pending)
             seen += len(batch)
             holdbacks = [h for h in (state.policy.holdback() for state in policies.values()) if h is not None]
-            out.extend(pending.release(min(holdbacks, default=None)))
-            while len(out) >= rows_per_table:
-                yield _table(episode, scanner.channels, out[:rows_per_table])
-                del out[:rows_per_table]
+            yield from tables.add(pending.release(min(holdbacks, default=None)))
         for topic, state in policies.items():
             _add_policy_output(state.policy.flush(), state.channel_id, counts.topic(topic), pending)
-        out.extend(pending.release(None))
-        if out:
-            yield _table(episode, scanner.channels, out)
+        yield from tables.add(pending.release(None), last=True)
     if seen != survey.message_count:
         raise BadRecordingError(episode.path, f"file changed during conversion ({survey.message_count} → {seen} messages)")
     counts.check()
     accounting.add(counts)
 
 
-def _route_batch(batch, first_order, channels, settings, intervals, policies, counts, pending) -> None:
+def _route_batch(batch, first_order, channels, survey: Survey, settings, policies, counts, pending) -> None:
+    intervals = survey.intervals
     times = batch.log_times
     orders = np.arange(first_order, first_order + len(batch), dtype=np.int64)
     inside = intervals.contains(times) if intervals is not None else None
@@ -183,8 +216,8 @@ def _route_batch(batch, first_order, channels, settings, intervals, policies, co
         indices = np.nonzero(np.isin(batch.channel_ids, channel_ids))[0]
         topic_counts = counts.topic(topic)
         topic_counts.read += len(indices)
-        if not settings.keeps_topic(topic):
-            topic_counts.dropped["topic_filter"] += len(indices)
+        if topic not in survey.topics.kept:
+            topic_counts.dropped[survey.topics.drop_reason(topic)] += len(indices)
             continue
         if inside is not None:
             inside_indices = indices[inside[indices]]
@@ -196,9 +229,7 @@ def _route_batch(batch, first_order, channels, settings, intervals, policies, co
                 state = policies[topic] = _TopicPolicy(settings.rate_limits[topic], channel_ids[0])
             indices = _apply_policy(state, batch, indices, orders, intervals, topic_counts, pending)
         topic_counts.kept += len(indices)
-        for row in zip(times[indices].tolist(), orders[indices].tolist(), batch.channel_ids[indices].tolist(),
-                       batch.payloads(indices)):
-            pending.add(*row)
+        pending.add(times[indices], orders[indices], batch.channel_ids[indices], batch.payloads(indices))
 
 
 def _apply_policy(state: _TopicPolicy, batch, indices, orders, intervals, topic_counts, pending) -> np.ndarray:
@@ -223,26 +254,52 @@ def _apply_policy(state: _TopicPolicy, batch, indices, orders, intervals, topic_
     return np.concatenate(kept)
 
 
-def _add_policy_output(output, channel_id: int, topic_counts, pending: _Rows) -> None:
+def _add_policy_output(output, channel_id: int, topic_counts, pending: _PendingRows) -> None:
     topic_counts.kept += len(output.made) - output.synthesized
     topic_counts.synthesized += output.synthesized
     topic_counts.dropped.update(output.dropped)
-    for time, order, payload in output.made:
-        pending.add(time, order, channel_id, payload)
+    if output.made:
+        times, orders, payloads = zip(*output.made)
+        pending.add(np.array(times, np.int64), np.array(orders, np.int64),
+                    np.full(len(times), channel_id, np.uint16), list(payloads))
 
 
-def _table(episode: Episode, channels: dict[int, ChannelInfo], rows) -> pa.Table:
-    times, _, channel_ids, payloads = zip(*rows)
-    return pa.Table.from_arrays(
-        [
-            pa.array([episode.relative_path] * len(rows), pa.string()),
-            pa.array([channels[c].topic for c in channel_ids], pa.string()),
-            pa.array(times, pa.int64()),
-            pa.array([channels[c].schema_name for c in channel_ids], pa.string()),
-            pa.array(payloads, pa.binary()),
-        ],
-        schema=EVENT_SCHEMA,
-    )
+class _TableMaker:
+    """Cuts released rows into tables of `EVENT_SCHEMA` of `rows_per_table` rows (the episode's last may be short)."""
+
+    def __init__(self, episode: Episode, channels: dict[int, ChannelInfo], rows_per_table: int):
+        self.episode = episode
+        self.channels = channels
+        self.rows_per_table = rows_per_table
+        self._waiting: list[_Rows] = []
+        self._count = 0
+
+    def add(self, rows: _Rows | None, last: bool = False) -> Iterator[pa.Table]:
+        if rows is not None:
+            self._waiting.append(rows)
+            self._count += len(rows)
+        while self._count >= self.rows_per_table or (last and self._count):
+            waiting = _Rows.joined(self._waiting)
+            size = min(self.rows_per_table, self._count)
+            yield self._table(waiting.take(np.arange(size)))
+            self._count -= size
+            self._waiting = [waiting.take(np.arange(size, len(waiting)))] if self._count else []
+
+    def _table(self, rows: _Rows) -> pa.Table:
+        ids = sorted(self.channels)
+        position = np.searchsorted(ids, rows.channels)
+        topics = pa.array([self.channels[i].topic for i in ids], pa.string())
+        message_types = pa.array([self.channels[i].schema_name for i in ids], pa.string())
+        return pa.Table.from_arrays(
+            [
+                pa.array([self.episode.relative_path] * len(rows), pa.string()),
+                topics.take(position),
+                pa.array(rows.times, pa.int64()),
+                message_types.take(position),
+                pa.array(rows.payloads, pa.binary()),
+            ],
+            schema=EVENT_SCHEMA,
+        )
 
 
 def convert_episode(episode: Episode, settings: EventsSettings) -> tuple[pa.Table, Accounting]:
