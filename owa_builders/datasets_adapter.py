@@ -14,11 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 import datasets
-from datasets.data_files import DataFilesDict, DataFilesList
-from datasets.download.streaming_download_manager import StreamingDownloadManager
 from datasets.exceptions import DatasetGenerationError
-from datasets.naming import filenames_for_dataset_split
-from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
 
 
 def supported_datasets_problem(installed: str | None = None) -> str | None:
@@ -35,11 +31,41 @@ def supported_datasets_problem(installed: str | None = None) -> str | None:
             f"install a supported version: pip install 'datasets{requirement.specifier}'")
 
 
+try:
+    from datasets.data_files import DataFilesDict, DataFilesList
+    from datasets.download.streaming_download_manager import StreamingDownloadManager
+    from datasets.load import DatasetModule, PackagedDatasetModuleFactory
+    from datasets.naming import filenames_for_dataset_split
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+except ImportError as error:  # a datasets release that moved them: say what to do, not where it broke
+    raise ImportError(supported_datasets_problem() or f"owa-builders: a datasets internal moved ({error})") from error
+
+
 # Registration. `load_dataset("owa_events")` resolves a bare name through the packaged-modules table
 # (name -> (module path, hash)); there is no public registry. Breaks if the table is renamed or its
 # value changes shape.
 def register_packaged_module(name: str, module_path: str, code_hash: str) -> None:
     _PACKAGED_DATASETS_MODULES[name] = (module_path, code_hash)
+    _OWN_MODULES.add(name)
+
+
+# For a packaged name, datasets globs every file under data_dir into split patterns before any builder
+# runs, and fails with its own "doesn't contain any data files" on a missing or empty folder. Our builders
+# list their inputs themselves (and name a folder mistake), so for our names only that step is skipped:
+# the builder gets data_dir and empty data_files (load_dataset_builder refuses None for a packaged name).
+# Breaks if the factory class, its `get_module`, its `name` attribute or DatasetModule's fields change.
+_OWN_MODULES: set[str] = set()
+_datasets_get_module = PackagedDatasetModuleFactory.get_module
+
+
+def _get_module(factory: PackagedDatasetModuleFactory) -> DatasetModule:
+    if factory.name not in _OWN_MODULES:
+        return _datasets_get_module(factory)
+    module_path, code_hash = _PACKAGED_DATASETS_MODULES[factory.name]
+    return DatasetModule(module_path, code_hash, {"data_files": DataFilesDict(), "dataset_name": factory.name})
+
+
+PackagedDatasetModuleFactory.get_module = _get_module
 
 
 def registered_packaged_module(name: str) -> tuple[str, str] | None:
