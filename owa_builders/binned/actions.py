@@ -125,8 +125,8 @@ class ActionReader:
         self.keys_down: dict[int, str] = {}  # vk -> topic of its press
         self.buttons_down: dict[str, str] = {}
         self.position: tuple[int, int] | None = None
-        self._reads = {payloads.KEYBOARD_EVENT: self._keyboard, payloads.RAW_MOUSE_EVENT: self._raw_mouse,
-                       payloads.MOUSE_EVENT: self._mouse}
+        self._applies = {payloads.KEYBOARD_EVENT: self._keyboard, payloads.RAW_MOUSE_EVENT: self._raw_mouse,
+                         payloads.MOUSE_EVENT: self._mouse}
 
     def columns(self, bins: np.ndarray, action_bins: np.ndarray, topics: pa.Array, message_types: pa.Array,
                 messages: pa.Array) -> pa.RecordBatch:
@@ -157,23 +157,20 @@ class ActionReader:
         self.counts.topic(topic).clamped[reason] += 1
 
     def _read(self, step: _Step, topic: str, message_type: str, message: bytes) -> None:
-        try:
-            read = self._reads.get(message_type)
-            if read is None:
-                raise Drop(payloads.UNSUPPORTED_MESSAGE_TYPE)
-            read(step, topic, payloads.load(message))
-        except Drop as drop:
-            self._note(topic, NUMERIC_SKIPPED.format(drop.reason))
+        fields = _checked_fields(message_type, message)
+        if type(fields) is str:
+            self._note(topic, NUMERIC_SKIPPED.format(fields))
+        else:
+            self._applies[message_type](step, topic, *fields)
 
-    def _keyboard(self, step: _Step, topic: str, payload: dict) -> None:
-        vk, pressed = payloads.keyboard_event(payload)
+    def _keyboard(self, step: _Step, topic: str, vk: int, pressed: bool) -> None:
         if not 0 <= vk < NUM_VKS:
-            raise Drop(payloads.VK_OUT_OF_RANGE)
+            self._note(topic, NUMERIC_SKIPPED.format(payloads.VK_OUT_OF_RANGE))
+            return
         self._switch("key", self.keys_down, vk, pressed, topic,
                      step.keys_pressed if pressed else step.keys_released)
 
-    def _raw_mouse(self, step: _Step, topic: str, payload: dict) -> None:
-        dx, dy, button_flags, button_data = payloads.raw_mouse_event(payload)
+    def _raw_mouse(self, step: _Step, topic: str, dx: int, dy: int, button_flags: int, button_data: int) -> None:
         if dx or dy:
             step.dx += dx
             step.dy += dy
@@ -195,8 +192,8 @@ class ActionReader:
                 step.hwheel += notches
             step.wheel_topic = topic
 
-    def _mouse(self, step: _Step, topic: str, payload: dict) -> None:
-        event_type, x, y, button, pressed, dx, dy = payloads.mouse_event(payload)
+    def _mouse(self, step: _Step, topic: str, event_type: str, x: int, y: int, button: str | None,
+               pressed: bool | None, dx: int | None, dy: int | None) -> None:
         if not (INT32.min <= x <= INT32.max and INT32.min <= y <= INT32.max):
             self._note(topic, OUT_OF_INT32)
             x, y = (int(np.clip(v, INT32.min, INT32.max)) for v in (x, y))
@@ -241,6 +238,21 @@ class ActionReader:
         rows["keys_down"].append(sorted(self.keys_down))
         rows["keys_pressed"].append(step.keys_pressed)
         rows["keys_released"].append(step.keys_released)
+
+
+_FIELDS_OF_TYPE = {payloads.KEYBOARD_EVENT: payloads.keyboard_event, payloads.RAW_MOUSE_EVENT: payloads.raw_mouse_event,
+                   payloads.MOUSE_EVENT: payloads.mouse_event}
+
+
+def _checked_fields(message_type: str, message: bytes) -> tuple | str:
+    """The fields of an action payload, checked by `payloads`, or the reason it cannot be read."""
+    try:
+        fields_of = _FIELDS_OF_TYPE.get(message_type)
+        if fields_of is None:
+            raise Drop(payloads.UNSUPPORTED_MESSAGE_TYPE)
+        return fields_of(payloads.load(message))
+    except Drop as drop:
+        return drop.reason
 
 
 BINNED_ACTION_SCHEMA = ACTION_COLUMNS.append(pa.field("action", pa.list_(pa.float32(), ACTION_VECTOR_LENGTH)))

@@ -105,12 +105,27 @@ class EventsTransform(_Transform):
 
 @dataclass(frozen=True)
 class BinnedTransform(_Transform):
-    """binned rows: decoded state and actions, and the state's frames."""
+    """binned rows: decoded state and actions, the state's frames, and the numeric action columns as
+    tensors; ``mouse_x`` / ``mouse_y`` are 0 while unknown, with ``mouse_xy_known`` telling which."""
+
+    return_tensors: TensorType | None = None  # "pt" when torch is installed, else "np"
+
+    TENSOR_DTYPES = {"mouse_dx": "int64", "mouse_dy": "int64", "wheel": "int64", "hwheel": "int64",
+                     "keys_down": "int64", "keys_pressed": "int64", "keys_released": "int64", "action": "float32"}
+
+    def __post_init__(self):
+        object.__setattr__(self, "return_tensors", check_tensor_type(self.return_tensors))
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         out = dict(batch)
         out["state"] = [_decoded(row) for row in batch["state"]]
         out["actions"] = [_decoded(row) for row in batch["actions"]]
+        if "action" in batch:  # rows built before the numeric columns (owa_binned < 1.1.0) have none
+            for column, dtype in self.TENSOR_DTYPES.items():
+                out[column] = [as_tensor(value, self.return_tensors, dtype) for value in batch[column]]
+            out["mouse_xy_known"] = [as_tensor(x is not None, self.return_tensors, "bool") for x in batch["mouse_x"]]
+            for column in ("mouse_x", "mouse_y"):
+                out[column] = [as_tensor(value or 0, self.return_tensors, "int64") for value in batch[column]]
         if self.frames is not None:
             out["images"] = self._row_frames(out, out["state"])
         return out
