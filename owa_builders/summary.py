@@ -22,7 +22,8 @@ from .events.settings import EventsSettings
 from .events.stage import SCREEN_MESSAGE_TYPE, Survey, survey_episode
 from .hf import dataset_folder, read_dataset_metadata
 from .recordings.episodes import Episode, find_episodes, locate_media, open_episode
-from .recordings.errors import BadRecordingError
+from .recordings.errors import BadRecordingError, MediaReferenceError
+from .recordings.files import file_stamp
 
 _NS_PER_S = 1e9
 INPUT_KIND_OF_MESSAGE_TYPE = {
@@ -72,6 +73,8 @@ def _media_uri(payload: bytes) -> str | None:
         uri = orjson.loads(payload)["media_ref"]["uri"]
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
+    if not isinstance(uri, str):
+        return None  # the survey names it
     return "data:" if uri.startswith("data:") else uri  # embedded frames are counted together
 
 
@@ -124,7 +127,7 @@ def summarize_episode(episode: Episode, settings: EventsSettings | None = None) 
     end = max((int(t.max()) for t in times.values()), default=None)
     return EpisodeSummary(
         path=episode.relative_path,
-        size_bytes=os.path.getsize(episode.path),
+        size_bytes=_size(episode.path),
         library=scan.library,
         start_ns=start,
         end_ns=end,
@@ -156,8 +159,16 @@ def _topic_stats(message_types: set[str], times: np.ndarray) -> TopicStats:
     return TopicStats(sorted(message_types), len(times), rate)
 
 
+def _size(path: str) -> int:
+    size, _ = file_stamp(path)  # not a number for what is no regular file (its problem says what it is)
+    return int(size) if size.isdigit() else 0
+
+
 def _media_file(episode: Episode, uri: str, frames: int) -> MediaFile:
-    target = locate_media(episode, uri, allow_external=True)
+    try:
+        target = locate_media(episode, uri, allow_external=True)
+    except MediaReferenceError:  # a uri no file can have (control characters): the episode's problem names it
+        return MediaFile(uri, None, None, frames)
     local = os.path.isabs(target)  # URLs and embedded frames are not files to look for
     return MediaFile(uri, target if local else None, os.path.isfile(target) if local else None, frames)
 

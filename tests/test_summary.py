@@ -84,12 +84,12 @@ def test_dataset_summary_has_rows_accounting_and_for_fsl_fill_and_tokenizer(synt
     events = datasets.load_dataset("owa_events", "desktop", data_dir=str(root), cache_dir=cache, test_size=1)
     owa_builders.save_to_disk(events, tmp_path / "events")
     for summary in (summarize_dataset(events), summarize_dataset(tmp_path / "events")):
-        assert (summary.builder, summary.config, summary.version) == ("owa_events", "desktop", "1.0.0")
+        assert (summary.builder, summary.config, summary.version) == ("owa_events", "desktop", "1.1.0")
         assert summary.rows == {"train": events["train"].num_rows, "test": events["test"].num_rows}
         assert summary.accounting == owa_builders.read_accounting(events)
         assert summary.fill is None and summary.recordings_root == str(root)
     text = summarize_dataset(tmp_path / "events").render()
-    assert "owa_events/desktop, version 1.0.0" in text and "TOTAL" in text and "rate_limit" in text
+    assert "owa_events/desktop, version 1.1.0" in text and "TOTAL" in text and "rate_limit" in text
 
     fsl = datasets.load_dataset("owa_fsl", "smolvlm2", data_dir=str(tmp_path / "events"), cache_dir=cache,
                                 tokenizer=str(smolvlm_folder))
@@ -107,3 +107,15 @@ def test_a_folder_that_is_no_dataset_is_an_error(synthesized):
     root, _ = synthesized
     with pytest.raises(FileNotFoundError, match="neither a `Dataset` directory nor a `DatasetDict` directory"):
         summarize_dataset(root)
+
+
+def test_odd_files_and_hostile_uris_are_reported_not_raised(tmp_path):
+    write_recording(tmp_path / "good.mcap", [("keyboard", key(65), T0)])
+    (tmp_path / "dangling.mcap").symlink_to(tmp_path / "nowhere.mcap")
+    write_recording(tmp_path / "bad_uri.mcap", [("screen", screen(0, uri="video\n.mkv"), T0)], video=None)
+    summary = summarize_recordings(tmp_path)
+    problems = {episode.path: (episode.problem.reason if episode.problem else None) for episode in summary.episodes}
+    assert problems == {"good.mcap": None, "dangling.mcap": "dangling_symlink", "bad_uri.mcap": "bad_media_reference"}
+    bad_uri = next(episode for episode in summary.episodes if episode.path == "bad_uri.mcap")
+    assert [(m.uri, m.path, m.present) for m in bad_uri.media] == [("video\n.mkv", None, None)]
+    assert "dangling.mcap [dangling_symlink]" in summary.render()

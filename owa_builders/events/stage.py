@@ -114,7 +114,7 @@ def _check_screen_media(episode, batch: MessageBatch, indices, seen: set[str], a
             uri = orjson.loads(batch.payload(index))["media_ref"]["uri"]
         except (orjson.JSONDecodeError, KeyError, TypeError) as error:
             raise MediaReferenceError(episode.path, f"screen message without a readable media_ref.uri ({error})")
-        if uri not in seen:
+        if not isinstance(uri, str) or uri not in seen:
             check_media_uri(episode, uri, allow_external)
             seen.add(uri)
 
