@@ -302,17 +302,15 @@ def _expand_into(
 ) -> None:
     """Expand the tokenizer and write it, with `PREPARED_FILE`, to the cache folder `folder` (atomically)."""
     tokenizer, config = _load_source(source, files)
-    vocab = tokenizer.get_vocab(with_added_tokens=True)
-    if pattern.token not in vocab:
+    if tokenizer.token_to_id(pattern.token) is None:
         raise ValueError(
             f"tokenizer {source!r} has no {pattern.token!r} token: it is not the tokenizer of a model "
             f"whose images are spelled {pattern.prefix}{pattern.token}…{pattern.suffix}"
         )
     reference = expansion_order(set(reference_vocab) | {pattern.prefix, pattern.token, pattern.suffix})
-    added = [token for token in reference if token not in vocab]
-    added += [token for token in extra_tokens if token not in vocab and token not in added]
+    added = [token for token in dict.fromkeys([*reference, *extra_tokens]) if tokenizer.token_to_id(token) is None]
     tokenizer.add_tokens(added)  # what transformers' add_tokens calls
-    vocab = tokenizer.get_vocab(with_added_tokens=True)
+    vocab = tokenizer.get_vocab(with_added_tokens=True)  # the whole vocabulary (0.6 s for Qwen's): once
     pad = pad_token or _token_name(config, "pad_token") or _token_name(config, "eos_token")
     if pad is None or pad not in vocab:
         raise ValueError(f"tokenizer {source!r} has no pad or eos token; set pad_token to one of its tokens")
