@@ -83,15 +83,16 @@ def test_the_version_lock_matches_the_named_configs():
 def test_changed_values_need_a_new_version_and_a_refreshed_lock():
     locked = read_lock(LOCK)
     changed = dataclasses.replace(named_config("owa_binned", "10fps"), fps=12)
+    version = changed.version
     current = lock_entries() | {"owa_binned/10fps": lock_entry("owa_binned", changed)}
     [problem] = lock_problems(locked, current)
-    assert problem.startswith("owa_binned/10fps: its values changed but its version (1.0.0) did not")
+    assert problem.startswith(f"owa_binned/10fps: its values changed but its version ({version}) did not")
     assert "builders/owa_binned/owa_binned.py" in problem and "configs/binned_10fps.yaml" in problem
     assert UPDATE_LOCK_COMMAND in problem
-    changed.version = datasets.Version("1.1.0")
+    changed.version = datasets.Version(f"{version.major}.{version.minor + 1}.0")
     current["owa_binned/10fps"] = lock_entry("owa_binned", changed)
     assert lock_problems(locked, current) == [
-        f"owa_binned/10fps: version 1.1.0, the lock says 1.0.0; refresh it: {UPDATE_LOCK_COMMAND}"]
+        f"owa_binned/10fps: version {changed.version}, the lock says {version}; refresh it: {UPDATE_LOCK_COMMAND}"]
 
 
 def test_the_lock_command_writes_the_lock_and_refuses_an_unbumped_change(tmp_path, capsys):
@@ -149,7 +150,7 @@ def test_cli_build_saves_the_dataset_with_its_metadata(recordings, tmp_path):
     result = run_cli("build", "--config", str(CONFIGS / "events_desktop.yaml"), "--data-dir", str(recordings),
                      "--output-dir", str(out), "--cache-dir", str(tmp_path / "cache"), "--set", "test_size=1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "owa_events/desktop, version 1.0.0" in result.stdout and "rows: train" in result.stdout
+    assert f"owa_events/desktop, version {named_config('owa_events', 'desktop').version}" in result.stdout and "rows: train" in result.stdout
     assert ", test " in result.stdout and "TOTAL" in result.stdout
     saved = datasets.load_from_disk(str(out))
     assert set(saved) == {"train", "test"} and owa_builders.read_dataset_metadata(saved)["config"] == "desktop"
@@ -211,7 +212,7 @@ def test_cli_builds_the_three_stages_like_the_seed_and_summarizes_them(recording
 
     summary = run_cli("summary", "dataset", str(tmp_path / "fsl"), "--plot", str(tmp_path / "plots"), cwd=tmp_path)
     assert summary.returncode == 0, summary.stderr
-    assert "owa_fsl/smolvlm2, version 1.0.0" in summary.stdout and "fill: train" in summary.stdout
+    assert f"owa_fsl/smolvlm2, version {named_config('owa_fsl', 'smolvlm2').version}" in summary.stdout and "fill: train" in summary.stdout
     assert "accounting of the events it was built from (owa_events/desktop)" in summary.stdout
     assert png_size(tmp_path / "plots" / "fsl_row_train_0.png") == (1300, 433)
     assert png_size(tmp_path / "plots" / "timeline_episode_000.png") == timeline_size(recordings / "episode_000.mcap")
