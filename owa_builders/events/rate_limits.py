@@ -152,26 +152,26 @@ class _SlotMoves:
             interrupted = np.diff(others_so_far[moves], prepend=0) > 0  # another event since the last move
             starts = self.clock.new_slots(times[moves]) | interrupted
             starts[0] |= self._open is None
-            bounds = [*np.flatnonzero(starts).tolist(), len(moves)]
-            if bounds[0] > 0:  # the first moves continue the open group
-                self._extend(moves[: bounds[0]], times, orders, dx, dy, payloads)
-            for start, stop in zip(bounds[:-1], bounds[1:]):
-                self._close(output)
-                first = int(moves[start])
-                self._open = _Group(int(times[first]), int(times[first]), int(orders[first]), 0, 0, 0, payloads[first])
-                self._extend(moves[start:stop], times, orders, dx, dy, payloads)
+            firsts = np.flatnonzero(starts)
+            if firsts[0] > 0:  # the first moves continue the open group
+                firsts = np.concatenate(([0], firsts))
+            lasts = np.append(firsts[1:], len(moves)) - 1
+            sums_x, sums_y = np.add.reduceat(dx[moves], firsts), np.add.reduceat(dy[moves], firsts)
+            columns = (firsts, lasts, sums_x, sums_y, starts[firsts], moves[firsts], moves[lasts])
+            for first, last, sum_x, sum_y, new, first_at, last_at in zip(*(c.tolist() for c in columns)):
+                if new:
+                    self._close(output)
+                    self._open = _Group(int(times[first_at]), 0, 0, 0, 0, 0, payloads[first_at])
+                group = self._open
+                group.last_time, group.last_order = int(times[last_at]), int(orders[last_at])
+                group.count += last - first + 1
+                group.dx += sum_x
+                group.dy += sum_y
+                if not self.keeps_first_payload:
+                    group.payload = payloads[last_at]
         if others_so_far[-1] > (others_so_far[moves[-1]] if len(moves) else 0):
             self._close(output)  # ended by an event after the last move
         return output
-
-    def _extend(self, moves, times, orders, dx, dy, payloads: Payloads) -> None:
-        group, last = self._open, int(moves[-1])
-        group.last_time, group.last_order = int(times[last]), int(orders[last])
-        group.count += len(moves)
-        group.dx += int(dx[moves].sum())
-        group.dy += int(dy[moves].sum())
-        if not self.keeps_first_payload:
-            group.payload = payloads[last]
 
     def holdback(self) -> int | None:
         return None if self._open is None else self._open.first_time
