@@ -5,7 +5,8 @@
 Reports, for one process and the `desktop` config: the realtime factor (recording seconds per wall
 second) of the stage alone and of a whole `load_dataset` build, the ratio to a bare iteration of the same
 file with the `mcap` library's reader, and peak RSS of the stage for recordings of different lengths
-(each measured in a fresh process). Recordings are synthesized once into bench/out/ (no video pixels:
+(each measured in a fresh process): with the `desktop` config, and with a key stuck down for the whole
+recording under the `uniform` keyboard policy (desktop + ``keyboard: {hz: 20, policy: uniform}``). Recordings are synthesized once into bench/out/ (no video pixels:
 conversion never opens the video, so an empty placeholder stands in for it).
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -24,14 +24,15 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent / "out"
 
 
-def recording(minutes: int) -> Path:
+def recording(minutes: int, stuck_key: bool = False) -> Path:
     from owa_builders.synth import SynthProfile, synthesize_episode
 
-    folder = OUT / f"reference_{minutes}min"
+    folder = OUT / f"reference_{minutes}min{'_stuck_key' if stuck_key else ''}"
     path = folder / "episode.mcap"
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        manifest = synthesize_episode(path, SynthProfile(duration_s=minutes * 60, video=False, seed=0))
+        profile = SynthProfile(duration_s=minutes * 60, video=False, seed=0, stuck_key=stuck_key)
+        manifest = synthesize_episode(path, profile)
         (folder / manifest.video_uri).write_bytes(b"")  # referenced, never opened
     return path
 
@@ -45,19 +46,25 @@ def best_of(repeats: int, run) -> float:
     return min(times)
 
 
-def desktop_settings():
-    """The owa_events builder's `desktop` named config (an EventsSettings)."""
+def desktop_settings(uniform_keyboard: bool = False):
+    """The owa_events builder's `desktop` named config (an EventsSettings), optionally with uniform key repeats."""
+    import dataclasses
+
     from owa_builders.config_files import named_config
 
-    return named_config("owa_events", "desktop")
+    desktop = named_config("owa_events", "desktop")
+    if not uniform_keyboard:
+        return desktop
+    return dataclasses.replace(desktop, rate_limits={**desktop.rate_limits, "keyboard": {"hz": 20, "policy": "uniform"}})
 
 
-def convert_once(path: Path) -> int:
+def convert_once(path: Path, uniform_keyboard: bool = False) -> int:
     from owa_builders.accounting import Accounting
     from owa_builders.events.stage import iter_episode_tables
     from owa_builders.recordings.episodes import Episode
 
-    return sum(t.num_rows for t in iter_episode_tables(Episode(str(path), str(path.parent)), desktop_settings(), Accounting()))
+    settings = desktop_settings(uniform_keyboard)
+    return sum(t.num_rows for t in iter_episode_tables(Episode(str(path), str(path.parent)), settings, Accounting()))
 
 
 def speed(minutes: int, repeats: int) -> dict:
@@ -95,14 +102,14 @@ def speed(minutes: int, repeats: int) -> dict:
     }
 
 
-def peak_rss_mb(minutes: int) -> float:
-    """Peak RSS of converting one recording, in a fresh process."""
-    path = recording(minutes)
-    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import events_stage; events_stage.convert_once(__import__('pathlib').Path({str(path)!r}))"
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run([sys.executable, "-c", code], check=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return round(max(after, before) / 1024, 1)
+def peak_rss_mb(minutes: int, stuck_key: bool = False) -> float:
+    """Peak RSS of converting one recording, in a fresh process (the child reports its own peak)."""
+    path = recording(minutes, stuck_key)
+    code = (f"import resource, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import events_stage; "
+            f"events_stage.convert_once(__import__('pathlib').Path({str(path)!r}), uniform_keyboard={stuck_key}); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    child = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return round(int(child.stdout.split()[-1]) / 1024, 1)
 
 
 def main() -> None:
@@ -113,8 +120,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     print(json.dumps(speed(args.minutes, args.repeats), indent=1))
-    for minutes in args.memory_minutes:  # ascending, so each child's peak is its own
-        print(json.dumps({"recording_minutes": minutes, "stage_peak_rss_mb": peak_rss_mb(minutes)}))
+    for stuck_key in (False, True):
+        for minutes in args.memory_minutes:
+            peak = peak_rss_mb(minutes, stuck_key)
+            print(json.dumps({"recording_minutes": minutes, "stuck_key_uniform_keyboard": stuck_key, "stage_peak_rss_mb": peak}))
 
 
 if __name__ == "__main__":
