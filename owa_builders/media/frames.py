@@ -242,6 +242,7 @@ class _Cache:
     def keep(self, key: tuple, frame: np.ndarray) -> None:
         if frame.nbytes > self.frame_bytes:
             return
+        frame.flags.writeable = False  # handed out again: an in-place edit would change later rows' frames
         self._frames[key] = frame
         self._frames_size += frame.nbytes
         while self._frames_size > self.frame_bytes:
