@@ -27,7 +27,7 @@ MODEL_CONFIGS: dict[str, dict[str, str]] = {
 
 @dataclass
 class FslSettings(EventInputSettings):
-    # The tokenizer: a Hub name or a local folder (AutoTokenizer.from_pretrained).
+    # The tokenizer: a Hub name or a local folder (its tokenizer.json; see fsl/tokenizer.py).
     tokenizer: str | None = None
     # How one screen image is spelled in tokens: a family of IMAGE_PATTERNS ("internvl", "smolvlm") or
     # {"prefix": str, "token": str, "length": int, "suffix": str}. The tokenizer must have the token.

@@ -1,7 +1,7 @@
 """Stand-in tokenizers for machines without the Hub (tests, the demo), each labelled as such.
 
 The named configs keep the real models' Hub names; offline, pass ``tokenizer=<folder>`` from here and the
-config's code path runs unchanged (``AutoTokenizer.from_pretrained`` of a folder). Each folder holds a
+config's code path runs unchanged (the folder's ``tokenizer.json``, as a Hub snapshot's). Each folder holds a
 `STAND_IN_NOTE` saying what it stands in for; preparation copies it into the dataset's metadata and saved
 tokenizer, so a dataset built with a stand-in says so.
 
