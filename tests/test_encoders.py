@@ -59,7 +59,7 @@ def encode_raw_mouse(name: str, **fields):
 
 # ---- golden conformance ----------------------------------------------------------------------------------
 
-# Golden lines where we deliberately differ from the reference (spec §6), by fix:
+# Golden lines where we deliberately differ from the reference (docs/event-tokens.md §6), by fix:
 GOLDEN_FIXES = {
     # reference: NotImplementedError for any us_flags; us_flags without MOUSE_MOVE_ABSOLUTE is relative motion
     "harmless_us_flags": {42, 91, 248},

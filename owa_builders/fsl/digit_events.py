@@ -9,8 +9,8 @@ Layouts, inside ``<EVENT_START>`` … ``<EVENT_END>`` (T = time digits; the code
                                 <MOUSE_SCROLL> T x y dx dy
     screen                      <SCREEN> T <fake_image_placeholder>
 
-Keyboard, raw mouse and screen are the reference's tokens (spec §1, §2) for every input it encodes, except
-the fixes below. ``desktop/MouseEvent`` is ours (the reference fails on it): ``x``/``y`` are screen
+Keyboard, raw mouse and screen are the reference's tokens (docs/event-tokens.md §1, §2) for every input it
+encodes, except the fixes below. ``desktop/MouseEvent`` is ours (the reference fails on it): ``x``/``y`` are screen
 coordinates, clamped to the signed 16-bit range Windows uses (position codec); scroll ``dx``/``dy`` are
 notches in the wheel codec. Pairs (dx dy, x y) are interleaved digit by digit where the format says so
 (hierarchical). Its tokens (`ABSOLUTE_MOUSE_TOKENS`) get ids after the reference vocabulary.
@@ -22,26 +22,28 @@ exact while consecutive events are less than one period (R × 10 ms: 10 s factor
 apart after rounding down to 10 ms; a longer gap is indistinguishable from a shorter one, whole periods are
 lost, and nothing in the tokens can tell.
 
-Fixes of the reference defects (spec §6), each token-compatible with the reference's valid input:
+Fixes of the reference's defects (docs/event-tokens.md §6), each token-compatible with the reference's
+valid input:
 
-- Wheel (defect 2): ``button_data`` (signed 16-bit) is rounded to the nearest notch, halves away from
-  zero, where the reference floors (1..119 -> an empty ``+0`` wheel, -1..-119 -> -1). A delta that rounds
+- Wheel (reference defect 2): ``button_data`` (signed 16-bit) is rounded to the nearest notch, halves away
+  from zero, where the reference floors (1..119 -> an empty ``+0`` wheel, -1..-119 -> -1). A delta that rounds
   to 0 (|delta| < 60) emits no wheel tokens. Counted as clamped ``wheel_rounded`` when the delta is not a
   multiple of 120. As in the reference, the wheel is read whenever ``button_data`` is nonzero, whatever
-  the flags say (defect 3, kept: changing it would change tokens the reference emits).
-- Wheel out of range (defect 1): clamped to the wheel codec instead of raising; counted ``wheel_range``.
+  the flags say (reference defect 3, kept: changing it would change tokens the reference emits).
+- Wheel out of range (reference defect 1): clamped to the wheel codec instead of raising; counted
+  ``wheel_range``.
 - Mouse deltas and positions out of range: clamped, counted ``mouse_delta`` / ``mouse_position`` (one per
   clamped value).
 - ``us_flags`` (``NotImplementedError`` for any nonzero value in the reference): only MOUSE_MOVE_ABSOLUTE
   makes last_x/last_y non-deltas; such events are dropped (``absolute_raw_mouse``), the other bits are
   ignored.
-- Virtual key > 255 (defect 5: the reference emits a token outside the vocabulary): dropped,
+- Virtual key > 255 (reference defect 5: the reference emits a token outside the vocabulary): dropped,
   ``vk_out_of_range``.
-- ``desktop/MouseEvent`` on ``mouse`` (defect 4): encoded as above.
-- Time (defects 6, 7): the tokens keep the reference's absolute-time digits; decoding unwraps them as
-  described above, against the unbiased previous time.
-- Decoding (defect 8) yields raw mouse events as ``mouse/raw`` with ``us_flags`` 0, ``button_data`` =
-  notches × 120 as unsigned 16-bit, no device_handle or payload timestamp; screen events carry the
+- ``desktop/MouseEvent`` on ``mouse`` (reference defect 4): encoded as above.
+- Time (reference defects 6, 7): the tokens keep the reference's absolute-time digits; decoding unwraps
+  them as described above, against the unbiased previous time.
+- Decoding (reference defect 8) yields raw mouse events as ``mouse/raw`` with ``us_flags`` 0,
+  ``button_data`` = notches × 120 as unsigned 16-bit, no device_handle or payload timestamp; screen events carry the
   placeholder as message.
 """
 

@@ -3,16 +3,16 @@
 Each encoder has
 
 - ``name``;
-- ``reference_vocab``: the reference's tokens in its tokenizer-expansion order (spec §5), which fixes
-  their ids; ``extra_tokens``: ours, in their own fixed order, to get ids after all of those;
+- ``reference_vocab``: the reference's tokens in its tokenizer-expansion order (docs/event-tokens.md §5),
+  which fixes their ids; ``extra_tokens``: ours, in their own fixed order, to get ids after all of those;
 - ``encode(topic, message_type, timestamp_ns, message, *, dropped=None, clamped=None)`` → `EncodedEvent`
   (pieces: vocabulary tokens, the image placeholder, or free text for the text tokenizer) or None when the
   event is dropped. Drops and values changed to fit the format are counted by reason in the Counters
   given (an episode's totals: pass the same Counters for all its events). Never raises for bad input.
 - ``decode(tokens, start_time_ns)`` → the `Event` rows back, for a whole episode in order.
 
-Formats, their fixes of the reference defects and the reasons: `digit_events` (factorized and
-hierarchical), `json_events`, `payloads` (drop reasons).
+Formats, their fixes of the reference's defects (docs/event-tokens.md §6) and the reasons: `digit_events`
+(factorized and hierarchical), `json_events`, `payloads` (drop reasons).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The factorized event format (the default; spec §1): decimal digits with sign tokens, hex button flags
-as ``<MB_n>``, virtual keys as ``<VK_n>``. 291 reference tokens."""
+"""The factorized event format (the default; docs/event-tokens.md §1): decimal digits with sign tokens, hex
+button flags as ``<MB_n>``, virtual keys as ``<VK_n>``. 291 reference tokens."""
 
 from owa_builders.fsl.digit_events import POSITION_RANGE, DigitEventEncoder, DigitFormat
 from owa_builders.fsl.tokens import (

@@ -1,5 +1,5 @@
-"""The hierarchical event format (spec §2): every digit is one of ``<0>`` … ``<255>``; signed values are
-taken modulo the range, and dx/dy (and x/y) digits alternate. 263 reference tokens."""
+"""The hierarchical event format (docs/event-tokens.md §2): every digit is one of ``<0>`` … ``<255>``; signed
+values are taken modulo the range, and dx/dy (and x/y) digits alternate. 263 reference tokens."""
 
 from owa_builders.fsl.digit_events import POSITION_RANGE, DigitEventEncoder, DigitFormat
 from owa_builders.fsl.tokens import (

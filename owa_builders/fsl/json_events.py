@@ -1,4 +1,5 @@
-"""The JSON event format (spec §3): ``<EVENT_START>`` + the row as compact JSON + ``<EVENT_END>``.
+"""The JSON event format (docs/event-tokens.md §3): ``<EVENT_START>`` + the row as compact JSON +
+``<EVENT_END>``.
 
 JSON = ``{"topic", "timestamp" (ns), "message" (the stored payload, verbatim, as a string),
 "message_type"}``, escaped like ``json.dumps(ensure_ascii=False)``. A ``screen`` ScreenCaptured's payload

@@ -10,7 +10,8 @@ from typing import NamedTuple
 
 from owa_builders.fsl.payloads import MOUSE_BUTTONS
 
-# Stands for one screen image; the tokenizer stage expands it (spec §4). Never a vocabulary token.
+# Stands for one screen image; the tokenizer stage expands it (docs/event-tokens.md §4). Never a vocabulary
+# token.
 IMAGE_PLACEHOLDER = "<fake_image_placeholder>"
 
 EVENT_START, EVENT_END = "<EVENT_START>", "<EVENT_END>"
@@ -33,7 +34,7 @@ class EncodedEvent(NamedTuple):
 
     A piece with ``is_text`` False is one vocabulary token (one id by dictionary lookup) or
     `IMAGE_PLACEHOLDER` (expanded by the tokenizer stage); with ``is_text`` True it is free text for the
-    text tokenizer. ``text`` is the event's string as the spec writes it.
+    text tokenizer. ``text`` is the event's string as docs/event-tokens.md writes it.
     """
 
     pieces: tuple[str, ...]
@@ -164,5 +165,5 @@ def split_tokens(text: str) -> list[str]:
 
 
 def expansion_order(tokens: Sequence[str]) -> tuple[str, ...]:
-    """Tokens in the order the reference adds them to a tokenizer (spec §5: Python code-point sort)."""
+    """Tokens in the order the reference adds them to a tokenizer: Python code-point sort (docs/event-tokens.md §5)."""
     return tuple(sorted(tokens))
