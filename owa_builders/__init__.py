@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 # name -> module (relative to this package) that defines it, imported on first access
 _LAZY = {
     "OwaDataset": "datasets_io", "OwaDatasetDict": "datasets_io", "load_from_disk": "datasets_io",
-    "save_to_disk": "datasets_io",
+    "save_to_disk": "datasets_io", "BuildReport": "engine", "build_dataset": "engine",
     "FslCollator": "media", "HubMediaRoot": "media", "LocalMediaRoot": "media", "MediaRoot": "media",
     "MissingFrameError": "media", "auto_set_transform": "media", "make_transform": "media",
     "PushReport": "publish", "load_from_hub": "publish", "push_dataset": "publish",

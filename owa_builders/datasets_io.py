@@ -6,19 +6,22 @@
 
 Our builders leave files beside a dataset's rows: owa_dataset.json (builder, settings, the recordings'
 root: what stage inference and media lookup read) and, for fsl, the expanded tokenizer. datasets' own
-``save_to_disk`` does not copy them, so save with `save_to_disk` here.
+``save_to_disk`` does not copy them, so save with `save_to_disk` here. `load_from_disk` also loads the
+parquet folders `owa_builders.build_dataset` writes (the Hub's layout: ``data/<split>-*.parquet`` beside
+owa_dataset.json), putting the companions beside the loaded rows.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 from pathlib import Path
 
 import datasets
 
-from .hf import METADATA_FILE, dataset_folder, read_dataset_metadata
+from .hf import METADATA_FILE, dataset_folder
 
 
 def _auto_set_transform(self, *args, **kwargs):
@@ -40,9 +43,18 @@ class OwaDatasetDict(datasets.DatasetDict):
     auto_set_transform = _auto_set_transform
 
 
+PARQUET_DATA_FOLDER = "data"  # the rows of a parquet folder: data/<split>-<i>-of-<n>.parquet
+
+
 def load_from_disk(path: str | os.PathLike, **kwargs) -> OwaDataset | OwaDatasetDict:
-    """`datasets.load_from_disk`, returning our classes; kwargs go to datasets."""
-    return as_owa_dataset(datasets.load_from_disk(os.fspath(path), **kwargs))
+    """`datasets.load_from_disk`, or for a parquet folder `datasets.load_dataset(path)`, returning our classes,
+    with owa_dataset.json (and the fsl tokenizer) beside the rows; kwargs go to datasets."""
+    folder = Path(path)
+    if not (folder / PARQUET_DATA_FOLDER).is_dir() or not (folder / METADATA_FILE).is_file():
+        return as_owa_dataset(datasets.load_from_disk(os.fspath(path), **kwargs))
+    loaded = datasets.load_dataset(os.fspath(folder), **kwargs)
+    _copy_companions(folder, [dataset_folder(loaded)])
+    return as_owa_dataset(loaded)
 
 
 def as_owa_dataset(loaded: datasets.Dataset | datasets.DatasetDict) -> OwaDataset | OwaDatasetDict:
@@ -55,12 +67,17 @@ def as_owa_dataset(loaded: datasets.Dataset | datasets.DatasetDict) -> OwaDatase
 
 def save_to_disk(dataset: datasets.Dataset | datasets.DatasetDict, path: str | os.PathLike, **kwargs) -> None:
     """`dataset.save_to_disk(path)`, plus what our builder left beside its rows, in each split's folder."""
-    source = dataset_folder(dataset)
-    metadata = read_dataset_metadata(dataset)
-    companions = [METADATA_FILE] + ([metadata["tokenizer"]["folder"]] if "tokenizer" in metadata else [])
     dataset.save_to_disk(os.fspath(path), **kwargs)
     splits = list(dataset) if isinstance(dataset, datasets.DatasetDict) else [""]
-    folders = [Path(path, split) for split in splits]
+    _copy_companions(dataset_folder(dataset), [Path(path, split) for split in splits])
+
+
+def _copy_companions(source: Path, folders: list[Path]) -> None:
+    """Copy owa_dataset.json and what it names (the fsl tokenizer folder) from source into each folder."""
+    metadata = json.loads((source / METADATA_FILE).read_text())
+    companions = [METADATA_FILE] + ([metadata["tokenizer"]["folder"]] if "tokenizer" in metadata else [])
     for folder, name in itertools.product(folders, companions):
-        copy = shutil.copytree if (source / name).is_dir() else shutil.copy
-        copy(source / name, folder / name)
+        if (source / name).is_dir():
+            shutil.copytree(source / name, folder / name, dirs_exist_ok=True)
+        else:
+            shutil.copy(source / name, folder / name)

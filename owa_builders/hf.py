@@ -26,9 +26,10 @@ from datasets.builder import Key
 from ._registry import builder_name, code_hash
 from .accounting import Accounting
 from .datasets_adapter import BuilderHooks, is_streaming, stamped_data_files
-from .recordings.episodes import Episode, find_episodes
+from .recordings.episodes import Episode, episode_stamp, find_episodes
 from .recordings.errors import BadRecordingError, NoMessagesError, NoRecordingsError
 from .recordings.files import file_stamp
+from .recordings.sources import recordings_root
 
 logger = logging.getLogger("owa_builders")
 METADATA_FILE = "owa_dataset.json"
@@ -40,12 +41,12 @@ def stamped_files(paths: list[str]) -> list[tuple[str, tuple[str, ...]]]:
     return [(path, file_stamp(path)) for path in paths]  # odd files are stamped too; they fail when read
 
 
-def recordings_data_files(data_dir: str | os.PathLike) -> dict[str, list[str]]:
-    """All recordings under data_dir, stamped; NoRecordingsError when there is none."""
-    episodes = find_episodes(data_dir)
+def recordings_data_files(data_dir: str | os.PathLike, episodes: list[Episode]) -> dict[str, list[str]]:
+    """The recordings listed under data_dir, stamped with their content identity (local: size and mtime);
+    NoRecordingsError when there is none."""
     if not episodes:
         raise NoRecordingsError(data_dir, "holds no recordings (no *.mcap file in it or its subfolders)")
-    return stamped_data_files({"recordings": stamped_files([episode.path for episode in episodes])})
+    return stamped_data_files({"recordings": [(episode.path, episode_stamp(episode)) for episode in episodes]})
 
 
 class RecordingsBuilder(BuilderHooks):
@@ -60,25 +61,27 @@ class RecordingsBuilder(BuilderHooks):
         # whether built by name or from the class, even when the code changed since the import.
         hash = code_hash(builder_name(type(self)))
         if data_dir is not None:
-            data_dir = os.path.abspath(os.path.expanduser(data_dir))
+            data_dir = recordings_root(data_dir)  # a local folder's absolute path, or a URL (Hub: pinned)
             data_files = self._input_files(data_dir, kwargs)
         super().__init__(*args, data_dir=data_dir, data_files=data_files, hash=hash, **kwargs)
         self.config.validate()  # datasets sets keyword overrides on a copy of the named config
 
     def _input_files(self, data_dir: str, config_kwargs: dict) -> dict[str, list[str]]:
         """The files whose change must rebuild the dataset (datasets hashes them into the cache key)."""
-        return recordings_data_files(data_dir)
+        self._listed_recordings = find_episodes(data_dir)  # listed once (a remote root: one listing)
+        return recordings_data_files(data_dir, self._listed_recordings)
 
     def _recordings(self) -> list[Episode]:
         if not self.config.data_dir:
-            raise ValueError(f"{self.name}: pass data_dir= (the folder holding the recordings)")
-        return [Episode(path, self.config.data_dir) for path in self.config.data_files["recordings"]]
+            raise ValueError(f"{self.name}: pass data_dir= (the folder or URL holding the recordings)")
+        return self._listed_recordings
 
     def _episode_splits(self, splits: dict[str, list], dl_manager) -> list[datasets.SplitGenerator]:
         """One split generator per split; its episodes (the unit of work of num_proc) are numbered in the split.
 
         Streaming writes nothing, so it leaves no accounting (accounting_dir None)."""
-        accounting_dir = None if is_streaming(dl_manager) else os.fspath(self.build_folder / _ACCOUNTING_PARTS)
+        accounting_dir = (None if dl_manager is None or is_streaming(dl_manager)  # None: `episode_splits`
+                          else os.fspath(self.build_folder / _ACCOUNTING_PARTS))
         return [
             datasets.SplitGenerator(
                 name=split,
@@ -97,25 +100,37 @@ class RecordingsBuilder(BuilderHooks):
 
     def _generate_tables(self, episodes: list[tuple[int, Any]], split: str, accounting_dir: str | None
                          ) -> Iterator[tuple[Key, pa.Table]]:
-        """Convert each (index in split, episode), applying on_bad_files and saving each episode's accounting.
+        """Convert each (index in split, episode), saving each episode's accounting.
 
         Key(shard, table): shard is the episode's position in this call's `episodes` list."""
         for shard, (index, episode) in enumerate(episodes):
             accounting = Accounting()
-            started = False
-            try:
-                for table_index, table in enumerate(self._convert_episode(episode, accounting)):
-                    started = True
-                    yield Key(shard, table_index), table
-            except BadRecordingError as error:  # only recordings are bad files; event rows come from a dataset
-                if started or self.config.on_bad_files == "error":
-                    raise
-                log = logger.warning if self.config.on_bad_files == "warn" else logger.info
-                log("skipping bad recording %s", error)
-                accounting.skip(episode.relative_path, error.reason, error.problem)
+            for table_index, table in enumerate(self.episode_tables(episode, accounting)):
+                yield Key(shard, table_index), table
             if accounting_dir is not None:
                 os.makedirs(accounting_dir, exist_ok=True)
                 Path(accounting_dir, f"{split}-{index:06d}.json").write_text(accounting.to_json())
+
+    def episode_tables(self, episode, accounting: Accounting) -> Iterator[pa.Table]:
+        """One episode's rows under on_bad_files: a bad recording raises, or is skipped and counted in
+        `accounting`. What every engine runs per episode (datasets' workers here, `owa_builders.engine`)."""
+        started = False
+        try:
+            for table in self._convert_episode(episode, accounting):
+                started = True
+                yield table
+        except BadRecordingError as error:  # only recordings are bad files; event rows come from a dataset
+            if started or self.config.on_bad_files == "error":
+                raise
+            log = logger.warning if self.config.on_bad_files == "warn" else logger.info
+            log("skipping bad recording %s", error)
+            accounting.skip(episode.relative_path, error.reason, error.problem)
+
+    def episode_splits(self, num_proc: int | None = None) -> dict[str, list[tuple[int, Any]]]:
+        """Each split's (index in split, episode) pairs, as `_generate_tables` gets them, for engines other than
+        datasets' (a later stage builds its events first, with num_proc processes)."""
+        return {generator.name: generator.gen_kwargs["episodes"]
+                for generator in self._split_generators(None, num_proc=num_proc)}
 
     def _after_splits_written(self) -> None:
         """Merge the episodes' accounting and write owa_dataset.json; refuse a build without a single row."""
@@ -127,6 +142,11 @@ class RecordingsBuilder(BuilderHooks):
             part.unlink()
         if parts.exists():
             parts.rmdir()
+        self.write_dataset_metadata(by_split)
+
+    def write_dataset_metadata(self, by_split: dict[str, Accounting]) -> None:
+        """Check the accounting (merged per split, splits in name order), refuse a build without a single row
+        (`info.splits` says how many) and write owa_dataset.json (and what goes with it) into `build_folder`."""
         total = Accounting()
         for accounting in by_split.values():
             total.add(accounting)
@@ -137,14 +157,18 @@ class RecordingsBuilder(BuilderHooks):
             "builder": self.name,
             "config": self.config.name,
             "version": str(self.config.version),
-            "settings": {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)
-                         if f.name not in ("name", "version", "data_dir", "data_files", "description")},
+            "settings": self.settings(),
             "recordings_root": self.config.data_dir,
             "accounting": {"splits": {name: a.to_dict() for name, a in by_split.items()}, "total": total.to_dict()},
             **self._dataset_metadata(),
         }
         Path(self.build_folder, METADATA_FILE).write_text(json.dumps(metadata, indent=1, default=str))
         logger.info("%s/%s accounting:\n%s", self.name, self.config.name, total.summary())
+
+    def settings(self) -> dict[str, Any]:
+        """The config's field values that decide the rows (what owa_dataset.json records as "settings")."""
+        return {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)
+                if f.name not in ("name", "version", "data_dir", "data_files", "description")}
 
     def _refuse_empty_build(self, total: Accounting) -> None:
         """Say why there is not a single row (datasets would only say "Instruction 'train' corresponds to no data")."""
