@@ -16,6 +16,7 @@ from recording_fixtures import MS, T0, copy_episode, key, move, screen, write_re
 import owa_builders
 from owa_builders.binned.actions import ACTION_VECTOR_LENGTH, action_vector_layout
 from owa_builders.media.transforms import BinnedTransform
+from owa_builders.recordings.errors import NoRecordingsError, TruncatedMcapError
 from owa_builders.synth import EpisodeManifest, SynthProfile, synthesize_episode, synthesize_recordings
 
 ACTION_TOPICS = {"keyboard", "mouse/raw", "mouse"}
@@ -174,7 +175,7 @@ def test_bad_recordings_follow_on_bad_files_and_are_listed(recordings, tmp_path)
     copy_episode(recordings / "episode_000.mcap", root)
     bad = copy_episode(recordings / "episode_001.mcap", root)
     bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
-    with pytest.raises(datasets.exceptions.DatasetGenerationError):
+    with pytest.raises(TruncatedMcapError, match=r"episode_001\.mcap: truncated"):
         load("owa_binned", root, "10fps", tmp_path)
     dataset = load("owa_binned", root, "10fps", tmp_path, on_bad_files="skip")
     assert dataset["train"].unique("episode_path") == ["episode_000.mcap"]
@@ -185,7 +186,7 @@ def test_bad_recordings_follow_on_bad_files_and_are_listed(recordings, tmp_path)
 def test_a_folder_with_neither_recordings_nor_events_is_refused(tmp_path):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "readme.txt").write_text("no recordings here")
-    with pytest.raises(ValueError, match="neither recordings"):
+    with pytest.raises(NoRecordingsError, match=r"notes: holds neither recordings"):
         load("owa_binned", tmp_path / "notes", "10fps", tmp_path)
 
 
