@@ -28,9 +28,11 @@ from ..datasets_adapter import cache_root, has_indices_mapping, stamped_data_fil
 from ..hf import METADATA_FILE, RecordingsBuilder, read_dataset_metadata, recordings_data_files, stamped_files
 from ..recordings.episodes import find_episodes
 from ..recordings.errors import NoRecordingsError
+from ..recordings.sources import RemoteRoot, is_url
 from .stage import EVENT_SCHEMA
 
 InputKind = Literal["recordings", "saved_dataset", "parquet"]
+_EVENT_DATASET_FILES = (".parquet", ".arrow", ".json")  # what a remote event dataset is read from
 
 
 @dataclass(frozen=True)
@@ -55,23 +57,32 @@ class EventSplits:
     events_metadata: dict[str, Any]  # owa_dataset.json of the event dataset ({} when it had none)
 
 
-def input_kind(data_dir: str | os.PathLike) -> InputKind:
-    """What a later stage's data_dir (an existing folder) holds; NoRecordingsError when it is none of what we read."""
-    folder = Path(data_dir)
-    if find_episodes(folder):
+def input_kind(data_dir: str | os.PathLike | RemoteRoot) -> InputKind:
+    """What a later stage's data_dir (an existing folder, or a remote root's listing) holds; NoRecordingsError
+    when it is none of what we read."""
+    if find_episodes(data_dir):
         return "recordings"
-    if (folder / "dataset_dict.json").exists() or (folder / "state.json").exists():
+    if isinstance(data_dir, RemoteRoot):
+        where, names = data_dir.url, set(data_dir.files)
+    else:
+        where, names = data_dir, {name for name in ("dataset_dict.json", "state.json") if Path(data_dir, name).exists()}
+        names |= {"*.parquet"} if any(Path(data_dir).rglob("*.parquet")) else set()
+    if names & {"dataset_dict.json", "state.json"}:
         return "saved_dataset"
-    if any(folder.rglob("*.parquet")):
+    if any(name.endswith(".parquet") for name in names):
         return "parquet"
-    raise NoRecordingsError(folder, "holds neither recordings (*.mcap) nor an event dataset "
-                                    "(a save_to_disk folder or parquet files)")
+    raise NoRecordingsError(where, "holds neither recordings (*.mcap) nor an event dataset "
+                                   "(a save_to_disk folder or parquet files)")
 
 
 def input_data_files(data_dir: str | os.PathLike) -> dict[str, list[str]]:
     """The files whose change must rebuild a later stage: the recordings, or the event dataset's files."""
-    if input_kind(data_dir) == "recordings":
-        return recordings_data_files(data_dir)
+    listed = RemoteRoot.list(data_dir) if is_url(data_dir) else data_dir
+    if input_kind(listed) == "recordings":
+        return recordings_data_files(data_dir, find_episodes(listed))
+    if isinstance(listed, RemoteRoot):
+        return stamped_data_files({"events": [(listed.url_of(name), identity)
+                                              for name, identity in sorted(listed.files.items())]})
     return stamped_data_files({"events": folder_files(data_dir)})
 
 
@@ -96,8 +107,15 @@ def load_event_splits(
     cache_dir: str | None = None,
     num_proc: int | None = None,
 ) -> EventSplits:
-    """Event rows per split and episode, converting recordings with ``events_config`` if need be."""
-    kind = input_kind(data_dir)
+    """Event rows per split and episode, converting recordings with ``events_config`` if need be.
+
+    A remote event dataset (a URL) is copied into the cache first, its data files only, and read from there."""
+    where = data_dir
+    listed = RemoteRoot.list(data_dir) if is_url(data_dir) else data_dir
+    kind = input_kind(listed)
+    if kind != "recordings" and isinstance(listed, RemoteRoot):
+        data_dir = listed.mirror([name for name in listed.files if name.endswith(_EVENT_DATASET_FILES)],
+                                 cache_dir or datasets.config.HF_DATASETS_CACHE)
     if kind == "recordings":
         built = build_events(data_dir, events_config, events_overrides, cache_dir, num_proc)
         metadata = read_dataset_metadata(built)
@@ -110,7 +128,7 @@ def load_event_splits(
         metadata = json.loads(sidecar.read_text()) if sidecar.exists() else {}
     if isinstance(built, datasets.Dataset):
         built = datasets.DatasetDict({"train": built})
-    return EventSplits({name: episode_rows(split, f"{data_dir} [{name}]") for name, split in built.items()}, metadata)
+    return EventSplits({name: episode_rows(split, f"{where} [{name}]") for name, split in built.items()}, metadata)
 
 
 def _metadata_if_any(dataset) -> dict[str, Any]:

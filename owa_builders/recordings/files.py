@@ -58,6 +58,18 @@ def file_stamp(path: str | os.PathLike) -> tuple[str, str]:
     return _not_regular_error(os.fspath(path), status.st_mode).reason, ""
 
 
+def remote_open_error(path: str, error: OSError) -> BadRecordingError:
+    """The error for a file of a remote root (fsspec) that could not be opened; fsspec's OSErrors often carry
+    no errno, so their class says what happened."""
+    if isinstance(error, IsADirectoryError):
+        return _directory_error(path)
+    if isinstance(error, FileNotFoundError):
+        return _missing_error(path)
+    if isinstance(error, PermissionError):
+        return _permission_error(path)
+    return BadRecordingError(path, f"cannot be read: {error}")
+
+
 def _open_error(path: str, error: OSError | ValueError) -> BadRecordingError:
     """The error for a name that could not be opened or stat-ed."""
     code = getattr(error, "errno", None)
@@ -66,9 +78,9 @@ def _open_error(path: str, error: OSError | ValueError) -> BadRecordingError:
     if code == errno.ENOENT:
         if os.path.islink(path):
             return DanglingSymlinkError(path, f"is a symlink to {_link_target(path)}, which does not exist")
-        return MissingRecordingError(path, "does not exist (removed after the recordings were listed?)")
+        return _missing_error(path)
     if code in (errno.EACCES, errno.EPERM):
-        return PermissionDeniedError(path, "cannot be read: permission denied")
+        return _permission_error(path)
     if code == errno.ENXIO:  # opening a socket
         return SpecialFileError(path, "is a socket, not a recording file")
     reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
@@ -82,8 +94,20 @@ def _link_target(path: str) -> str:
         return "a target"
 
 
+def _missing_error(path: str) -> BadRecordingError:
+    return MissingRecordingError(path, "does not exist (removed after the recordings were listed?)")
+
+
+def _permission_error(path: str) -> BadRecordingError:
+    return PermissionDeniedError(path, "cannot be read: permission denied")
+
+
+def _directory_error(path: str) -> BadRecordingError:
+    return IsADirectoryRecordingError(path, "is a directory, not a recording file")
+
+
 def _not_regular_error(path: str, mode: int) -> BadRecordingError:
     if stat.S_ISDIR(mode):
-        return IsADirectoryRecordingError(path, "is a directory, not a recording file")
+        return _directory_error(path)
     kind = _SPECIAL_KINDS.get(stat.S_IFMT(mode), "special file")
     return SpecialFileError(path, f"is a {kind}, not a recording file")

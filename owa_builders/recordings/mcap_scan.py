@@ -147,14 +147,14 @@ class McapScanner:
     """Reads an MCAP file chunk by chunk. Opening checks the leading magic and reads the Header.
 
     `source` is a path (opened only if it is a regular file: see `open_regular_file`) or an open, seekable
-    binary file (e.g. from fsspec), which stays the caller's to close; `name` is what errors call it
-    (default: the path, or the file object's ``name``).
+    binary file (e.g. from fsspec), which stays the caller's to close unless `owns_file`; `name` is what
+    errors call it (default: the path, or the file object's ``name``).
 
     ``profile`` and ``library`` come from the Header. ``channels`` starts with the summary's channels (when
     the file has a summary) and takes every Channel record met while iterating; complete after iteration.
     """
 
-    def __init__(self, source: str | os.PathLike | BinaryIO, name: str | None = None):
+    def __init__(self, source: str | os.PathLike | BinaryIO, name: str | None = None, owns_file: bool = False):
         if isinstance(source, (str, os.PathLike)):
             self.path = name or os.fspath(source)
             self._file, self._owns_file = open_regular_file(os.fspath(source)), True
@@ -162,7 +162,7 @@ class McapScanner:
             if isinstance(source, io.TextIOBase) or not source.seekable():
                 raise ValueError(f"McapScanner needs a seekable binary file, not {source!r}")
             self.path = name or str(getattr(source, "name", None) or repr(source))
-            self._file, self._owns_file = source, False
+            self._file, self._owns_file = source, owns_file
         self._zstd = zstandard.ZstdDecompressor()
         self._schemas: dict[int, tuple[str, str]] = {}  # id -> (name, encoding)
         self.channels: dict[int, ChannelInfo] = {}
