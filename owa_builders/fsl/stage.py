@@ -13,7 +13,6 @@ An event shows at most one image: the screen frame its payload (a ScreenCaptured
 from __future__ import annotations
 
 from collections.abc import Iterator
-from itertools import chain
 from typing import NamedTuple
 
 import numpy as np
@@ -151,7 +150,8 @@ def _encoded_events(
 
 
 class _RowTables:
-    """Packed rows of one episode as columns (each row compacted as it is added), taken as Arrow tables."""
+    """Packed rows of one episode, gathered as flat lists and turned into one Arrow table per `take`
+    (ids, images expanded, padding, masks and event offsets computed for all the table's rows at once)."""
 
     def __init__(self, episode_path: str, settings: FslSettings, tokenizer: FslTokenizer) -> None:
         self.episode_path = episode_path
@@ -162,37 +162,41 @@ class _RowTables:
         self._start()
 
     def _start(self) -> None:
-        self.ids: list[np.ndarray] = []
+        self.ids: list[int] = []  # of every event of the rows, in order; an image as one IMAGE_ID
+        self.lengths: list[int] = []  # tokens of every event, images expanded
+        self.events: list[int] = []  # events per row
         self.texts: list[str] = []
         self.images: list[list[str]] = []
         self.times: list[tuple[int, int]] = []
-        self.offsets: list[np.ndarray] = []  # token offset of each of a row's events
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.events)
 
     def add(self, row: list[_Event]) -> None:
-        ids = np.fromiter(chain.from_iterable(event.ids for event in row), dtype=np.int32)
-        self.ids.append(self.tokenizer.expand_images(ids))
+        for event in row:
+            self.ids += event.ids
+            self.lengths.append(event.length)
+        self.events.append(len(row))
         if self.store_texts:
-            self.texts.append("".join(event.text for event in row))
+            self.texts.append("".join([event.text for event in row]))
         self.images.append([event.image for event in row if event.images])
         self.times.append((row[0].timestamp_ns, row[-1].timestamp_ns))
-        lengths = np.fromiter((event.length for event in row), dtype=np.int32, count=len(row))
-        self.offsets.append(np.cumsum(lengths, dtype=np.int32) - lengths)
 
     def take(self) -> pa.Table:
         """The rows added since the last take, as one table."""
-        count, length = len(self.ids), self.max_length
+        count, length = len(self.events), self.max_length
+        lengths = np.array(self.lengths, dtype=np.int32)
+        events = np.array(self.events, dtype=np.int32)
+        event_starts = np.cumsum(lengths, dtype=np.int64) - lengths  # in the rows' tokens laid end to end
+        row_first_event = np.cumsum(events) - events
+        tokens = np.add.reduceat(lengths, row_first_event).astype(np.int32)  # rows are never empty
+        in_row = np.arange(length) < tokens[:, None]  # row-major: the rows' tokens in order
         input_ids = np.full((count, length), self.tokenizer.pad_token_id, dtype=np.int32)
-        attention_mask = np.zeros((count, length), dtype=np.int8)
-        for index, ids in enumerate(self.ids):
-            input_ids[index, : len(ids)] = ids
-            attention_mask[index, : len(ids)] = 1
-        events = np.fromiter(map(len, self.offsets), dtype=np.int32, count=count)
+        input_ids[in_row] = self.tokenizer.expand_images(np.array(self.ids, dtype=np.int32))
+        offsets = (event_starts - np.repeat(event_starts[row_first_event], events)).astype(np.int32)
         columns = {
             "input_ids": pa.FixedSizeListArray.from_arrays(pa.array(input_ids.ravel()), length),
-            "attention_mask": pa.FixedSizeListArray.from_arrays(pa.array(attention_mask.ravel()), length),
+            "attention_mask": pa.FixedSizeListArray.from_arrays(pa.array(in_row.view(np.int8).ravel()), length),
         }
         if self.store_texts:
             columns["texts"] = pa.array(self.texts, pa.string())
@@ -202,12 +206,11 @@ class _RowTables:
             "episode_path": pa.array([self.episode_path] * count, pa.string()),
             "first_timestamp_ns": pa.array(first, pa.int64()),
             "last_timestamp_ns": pa.array(last, pa.int64()),
-            "num_tokens": pa.array(np.fromiter(map(len, self.ids), dtype=np.int32, count=count)),
+            "num_tokens": pa.array(tokens),
             "num_events": pa.array(events),
             "num_images": pa.array(np.fromiter(map(len, self.images), dtype=np.int32, count=count)),
-            "event_offsets": pa.ListArray.from_arrays(
-                np.concatenate((np.zeros(1, np.int32), np.cumsum(events, dtype=np.int32))), np.concatenate(self.offsets)
-            ),
+            "event_offsets": pa.ListArray.from_arrays(np.append(row_first_event, len(lengths)).astype(np.int32),
+                                                      offsets),
         }
         self._start()
         return pa.table(columns, schema=self.schema)

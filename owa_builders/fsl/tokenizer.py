@@ -129,22 +129,21 @@ class FslTokenizer:
         """The token ids of each event, an image as one IMAGE_ID (see `expand_images`): vocabulary tokens
         by lookup, free text by the tokenizer (all text pieces of `events` in one batch)."""
         lookup = self.token_ids
-        texts = [piece for event in events if True in event.is_text
-                 for piece, is_text in zip(event.pieces, event.is_text) if is_text]
-        text_ids = iter([encoding.ids for encoding in self.text_tokenizer.encode_batch(texts, add_special_tokens=False)]
-                        if texts else ())
-        result = []
+        result: list[list[int] | None] = []
+        with_text = []  # positions of the events with free text, filled in below
         for event in events:
             if True in event.is_text:
-                ids: list[int] = []
-                for piece, is_text in zip(event.pieces, event.is_text):
-                    if is_text:
-                        ids.extend(next(text_ids))
-                    else:
-                        ids.append(lookup[piece])
+                with_text.append(len(result))
+                result.append(None)
             else:
-                ids = [lookup[piece] for piece in event.pieces]
-            result.append(ids)
+                result.append([lookup[piece] for piece in event.pieces])
+        if with_text:
+            texts = [piece for i in with_text for piece, is_text in zip(events[i].pieces, events[i].is_text) if is_text]
+            text_ids = iter(self.text_tokenizer.encode_batch(texts, add_special_tokens=False))
+            for i in with_text:
+                event = events[i]
+                result[i] = [token_id for piece, is_text in zip(event.pieces, event.is_text)
+                             for token_id in (next(text_ids).ids if is_text else (lookup[piece],))]
         return result
 
     def expand_images(self, ids: np.ndarray) -> np.ndarray:
