@@ -25,6 +25,7 @@ batch's frames are checked equal to a plain PyAV decode of the same pts.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -109,11 +110,20 @@ def keyframe_interval(video: Path) -> dict:
     return {"frames": len(keys), "keyframes": sum(keys), "frames_per_keyframe": round(len(keys) / sum(keys), 1)}
 
 
+@functools.cache
+def reformatter(purpose: str):
+    """One PyAV reformatter per purpose ("resize", "rgb"), its swscale context kept between frames."""
+    from av.video.reformatter import VideoReformatter
+
+    return VideoReformatter()
+
+
 def rgb(frame, image_size: tuple[int, int] | None):
-    """A decoded frame as RGB, shrunk to `image_size` (area averaging, in YUV) first if given."""
+    """A decoded frame as RGB, shrunk to `image_size` (area averaging, in YUV) first if given, as the
+    transform converts."""
     if image_size is not None:
-        frame = frame.reformat(width=image_size[0], height=image_size[1], interpolation="AREA")
-    return frame.to_ndarray(format="rgb24")
+        frame = reformatter("resize").reformat(frame, width=image_size[0], height=image_size[1], interpolation="AREA")
+    return reformatter("rgb").reformat(frame, format="rgb24").to_ndarray()
 
 
 def sequential_fps(video: Path, frames: int, image_size: tuple[int, int] | None) -> float:
