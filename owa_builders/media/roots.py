@@ -7,7 +7,9 @@ mediaref can open. The dataset carries its root (``recordings_root`` in ``owa_da
 
 `LocalMediaRoot` is a folder on this machine. `HubMediaRoot` is a config of a dataset repository made by
 `owa_builders.push_dataset`: its videos are under ``<config>/media/`` in the recordings' layout, fetched on
-first use into huggingface_hub's cache. Another kind of root only needs a ``locate`` method.
+first use into huggingface_hub's cache. `RemoteMediaRoot` is recordings converted where they live (an
+fsspec URL: ``hf://datasets/…``, ``s3://…``): each video is fetched on first use into a local cache.
+Another kind of root only needs a ``locate`` method.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from huggingface_hub import HfApi, hf_hub_download
 
 from ..recordings.episodes import Episode, locate_media
 from ..recordings.errors import MediaReferenceError
+from ..recordings.sources import fetch_to_cache, is_url
 
 HUB_MEDIA_FOLDER = "media"  # in a pushed repository, a config's videos are under "<config>/media/"
 _HUB_MEDIA_URI = re.compile(rf"hf://datasets/(?P<repo_id>[^/@]+/[^/@]+)(?:@(?P<revision>[0-9a-f]{{40}}))?"
@@ -107,19 +110,49 @@ class HubMediaRoot:
                                revision=self.revision)
 
 
+@dataclass(frozen=True)
+class RemoteMediaRoot:
+    """Recordings at an fsspec URL (what a dataset built from a remote ``data_dir`` records as its root).
+
+    The local rules apply, lexically: relative uris must stay under the root, URLs and absolute paths are
+    refused unless `allow_external_media` (then used as they are). Each video is fetched whole on first use
+    into `cache_dir` (default: datasets' cache folder), once per content, and its local path returned.
+    """
+
+    url: str
+    cache_dir: str | None = None
+    allow_external_media: bool = False
+
+    def __post_init__(self):
+        if self.cache_dir is None:
+            import datasets
+
+            object.__setattr__(self, "cache_dir", str(datasets.config.HF_DATASETS_CACHE))
+        object.__setattr__(self, "url", self.url.rstrip("/"))
+
+    def locate(self, episode_path: str, uri: str) -> str:
+        target = locate_media(Episode(f"{self.url}/{episode_path}", self.url), uri, self.allow_external_media)
+        if target == uri or not is_url(target):  # embedded, or an external uri allowed as it is
+            return target
+        return str(fetch_to_cache(target, self.cache_dir))
+
+
 def media_root_for(
     metadata: dict | None, media_root: str | os.PathLike | MediaRoot | None, allow_external_media: bool
 ) -> MediaRoot:
     """The root to resolve media against: `media_root` if given, else the one the dataset carries (a
-    folder, or the ``hf://`` uri of a pushed repository's media: a `HubMediaRoot`)."""
+    folder, the ``hf://`` uri of a pushed repository's media: a `HubMediaRoot`, or another URL: a
+    `RemoteMediaRoot`)."""
     if isinstance(media_root, MediaRoot):
         return media_root
     if media_root is None:
         if not metadata or not metadata.get("recordings_root"):
             raise ValueError("this dataset does not say where its recordings are; pass media_root=<folder>")
         media_root = metadata["recordings_root"]
-    if os.fspath(media_root).startswith("hf://"):
+    if _HUB_MEDIA_URI.fullmatch(os.fspath(media_root).rstrip("/")):
         return HubMediaRoot.from_uri(os.fspath(media_root), allow_external_media)
+    if is_url(media_root):
+        return RemoteMediaRoot(os.fspath(media_root), allow_external_media=allow_external_media)
     if not os.path.isdir(media_root):
         raise FileNotFoundError(
             f"{os.fspath(media_root)}: recordings folder not found (moved?); pass media_root=<folder>"

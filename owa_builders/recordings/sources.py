@@ -127,6 +127,15 @@ def fetch_once(fs, path: str, local: Path) -> Path:
     return local
 
 
+def fetch_to_cache(url: str, cache_folder: str | os.PathLike) -> Path:
+    """A local copy of the file at `url`, fetched on first use into `cache_folder`, named by the URL and
+    the file's content identity (one ``info`` request, then none once fetched)."""
+    fs, path = _filesystem(url)
+    identity = _content_identity(fs.info(path))
+    key = hashlib.sha256(json.dumps([url, identity]).encode()).hexdigest()[:32]
+    return fetch_once(fs, path, Path(cache_folder, "owa_remote_media", key, posixpath.basename(path)))
+
+
 def join_url(root: str, relative: str) -> str:
     """``root/relative`` with ``.`` and ``..`` resolved lexically (remote roots have no symlinks)."""
     protocol, rest = root.split("://", 1)
