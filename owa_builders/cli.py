@@ -68,7 +68,6 @@ def _build(args: argparse.Namespace) -> int:
 
     import owa_builders
     from owa_builders.config_files import read_config_file
-    from owa_builders.summary import summarize_dataset
 
     if args.config:
         kwargs = read_config_file(args.config).load_dataset_kwargs()
@@ -78,15 +77,42 @@ def _build(args: argparse.Namespace) -> int:
         print("owa-builders build: give --config FILE, or a builder and --name", file=sys.stderr)
         return EXIT_USAGE
     kwargs.update(dict(args.set or []))
+    if args.format == "parquet" or args.engine == "ray":
+        if not args.output_dir:
+            print("owa-builders build: --engine ray and --format parquet write to --output-dir: give it", file=sys.stderr)
+            return EXIT_USAGE
+        report = owa_builders.build_dataset(kwargs.pop("path"), kwargs.pop("name"), args.data_dir, args.output_dir,
+                                            engine=args.engine, num_proc=args.num_proc, ray_address=args.ray_address,
+                                            progress=not args.quiet, cache_dir=args.cache_dir, **kwargs)
+        print(_summarize_folder(args.output_dir).render())
+        print(f"\nwrote {args.output_dir} ({report.converted} episode(s) converted, {report.reused} reused "
+              f"from an earlier run, {report.seconds:.1f} s)")
+        return 0
+    if args.ray_address:
+        print("owa-builders build: --ray-address goes with --engine ray", file=sys.stderr)
+        return EXIT_USAGE
     logging.getLogger("owa_builders").setLevel(logging.WARNING)  # the summary below says what the build logs
     dataset = datasets.load_dataset(**kwargs, data_dir=args.data_dir, num_proc=args.num_proc,
                                     cache_dir=args.cache_dir)
     if args.output_dir:
         owa_builders.save_to_disk(dataset, args.output_dir)  # with owa_dataset.json (and the fsl tokenizer)
-    print(summarize_dataset(args.output_dir or dataset).render())
-    if args.output_dir:
+        print(_summarize_folder(args.output_dir).render())
         print(f"\nsaved to {args.output_dir}")
+    else:
+        from owa_builders.summary import summarize_dataset
+
+        print(summarize_dataset(dataset).render())
     return 0
+
+
+def _summarize_folder(path: str):
+    """The summary of a dataset folder (saved by save_to_disk, or a parquet folder), naming that folder."""
+    import dataclasses
+
+    import owa_builders
+    from owa_builders.summary import summarize_dataset
+
+    return dataclasses.replace(summarize_dataset(owa_builders.load_from_disk(path)), path=path)
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
@@ -115,9 +141,8 @@ def _summary_recordings(args: argparse.Namespace) -> int:
 
 def _summary_dataset(args: argparse.Namespace) -> int:
     import owa_builders
-    from owa_builders.summary import summarize_dataset
 
-    summary = summarize_dataset(args.path)
+    summary = _summarize_folder(args.path)
     print(json.dumps(summary.to_dict(), indent=1) if args.json else summary.render())
     if args.plot:
         from owa_builders.plots import plot_dataset
@@ -154,9 +179,13 @@ examples:
       --set filter_empty_actions=true
   # a named config without a file, a field overridden, 4 processes
   owa-builders build owa_events --name desktop --data-dir recordings/ --set test_size=0.1 --num-proc 4
+  # on a Ray cluster, into the Hub's parquet layout; run again after an interruption to resume
+  owa-builders build owa_events --name desktop --data-dir recordings/ --output-dir event-dataset/ \\
+      --engine ray --ray-address 10.0.0.1:6379
 
 Builds go through datasets.load_dataset, so they are cached (HF cache, or --cache-dir): building again with
-the same config and recordings costs nothing. Later stages accept recordings as --data-dir too (converted
+the same config and recordings costs nothing; with --format parquet or --engine ray, --output-dir keeps each
+converted episode (OUT/.owa_build/), so a rerun with the same arguments reuses them. Later stages accept recordings as --data-dir too (converted
 with the events config their events_config field names). The summary printed at the end is `summary dataset`'s.
 """
 
@@ -214,8 +243,18 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--name", help="the builder's named config (e.g. desktop, internvl3, 10fps)")
     build.add_argument("--data-dir", required=True,
                        help="recordings (*.mcap), or a dataset saved by a previous stage")
-    build.add_argument("--output-dir", help="save the built dataset here (save_to_disk, with owa_dataset.json)")
-    build.add_argument("--num-proc", type=int, help="convert episodes in this many processes")
+    build.add_argument("--output-dir", help="save the built dataset here, with owa_dataset.json (see --format)")
+    build.add_argument("--num-proc", type=int,
+                       help="convert at most this many episodes at once (processes, or Ray tasks)")
+    build.add_argument("--engine", choices=["local", "ray"], default="local",
+                       help="local: this machine (default); ray: a Ray task per episode, writes --output-dir as "
+                            "parquet")
+    build.add_argument("--ray-address", metavar="ADDR",
+                       help="with --engine ray: join this running cluster (e.g. 10.0.0.1:6379) instead of starting "
+                            "a local Ray instance")
+    build.add_argument("--format", choices=["arrow", "parquet"], default="arrow",
+                       help="--output-dir as datasets' save_to_disk folder (arrow, default) or as the Hub's parquet "
+                            "layout (data/<split>-*.parquet), resumable; --engine ray always writes parquet")
     build.add_argument("--cache-dir", help="HF datasets cache (default: the usual HF cache)")
     build.add_argument("--set", action="append", type=_parse_override, metavar="KEY=VALUE",
                        help="override a config field, value in YAML "

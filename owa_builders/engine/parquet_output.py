@@ -66,12 +66,19 @@ class ShardPart:
 
 def episode_jobs(builder: RecordingsBuilder, splits: dict[str, list[tuple[int, Any]]]) -> list[EpisodeJob]:
     """Every episode of every split, in output order, keyed by its input identity, the config and the code."""
-    stamps = {path: stamp for files in builder.config.data_files.values()
-              for path, stamp in zip(files, files.origin_metadata)}
+    stamps = dict(entry for files in builder.config.data_files.values() for entry in _stamped(files))
     recipe = {"builder": builder.name, "config": builder.config.name, "version": str(builder.config.version),
               "settings": builder.settings(), "code": code_hash(builder.name)}
     return [EpisodeJob(split, index, episode, _key(recipe, _episode_inputs(builder, episode, stamps), split, index))
             for split, episodes in splits.items() for index, episode in episodes]
+
+
+def _stamped(files) -> list[tuple[str, Any]]:
+    """(path, stamp) of a data_files entry: datasets' list with origin metadata, or a builder's own list of pairs
+    (the fsl builder's local tokenizer files)."""
+    if hasattr(files, "origin_metadata"):
+        return list(zip(files, files.origin_metadata))
+    return [(path, stamp) for path, stamp in files]
 
 
 def _episode_inputs(builder: RecordingsBuilder, episode, stamps: dict[str, Any]) -> dict[str, Any]:
