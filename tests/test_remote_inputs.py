@@ -183,3 +183,34 @@ def test_remote_uris_leaving_the_root_or_missing_are_refused_naming_the_url_or_c
                                                             ("inside/missing.mcap", "bad_media_reference")]
     assert skipped[1]["problem"] == f"screen media 'gone.mkv' is missing (looked for {url}/inside/gone.mkv)"
     assert set(built["train"]["episode_path"]) == {"good.mcap"}
+
+
+def test_a_later_stage_reads_a_remote_event_dataset_like_a_local_one(recordings, tmp_path):
+    """Parquet files and owa_dataset.json in a bucket (memory://): copied into the cache once, then read as
+    the same folder on disk would be."""
+    events = load_events(recordings, tmp_path / "events_cache")
+    local = tmp_path / "event-dataset"
+    for split in events:
+        events[split].to_parquet(local / "data" / f"{split}-00000-of-00001.parquet")
+    (local / "owa_dataset.json").write_text(json.dumps(owa_builders.read_dataset_metadata(events)))
+    url = to_memory(local, "memory://owa-test/event-dataset")
+
+    remote = datasets.load_dataset("owa_binned", "10fps", data_dir=url, cache_dir=str(tmp_path / "remote"))
+    assert rows(remote) == rows(datasets.load_dataset("owa_binned", "10fps", data_dir=str(local),
+                                                      cache_dir=str(tmp_path / "local")))
+    assert owa_builders.read_dataset_metadata(remote)["recordings_root"] == str(recordings)
+    assert sorted(p.relative_to(next((tmp_path / "remote" / "owa_remote_inputs").iterdir())).as_posix()
+                  for p in (tmp_path / "remote" / "owa_remote_inputs").rglob("*") if p.is_file()) == [
+        "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet", "owa_dataset.json"]
+
+
+def test_remote_episodes_convert_in_worker_processes_with_the_same_rows(hub, tmp_path):
+    """Four episodes in one split, two processes: each gets episodes (with the listing) pickled."""
+    folder, repo = tmp_path / "four", "tester/four"
+    synthesize_recordings(folder, episodes=4, profile=SynthProfile(duration_s=1))
+    HfApi().create_repo(repo, repo_type="dataset")
+    HfApi().upload_folder(repo_id=repo, repo_type="dataset", folder_path=folder)
+    before = len(hub.requests)
+    two = load_events(f"hf://datasets/{repo}", tmp_path / "two", num_proc=2)
+    assert len(set(two["train"]["episode_path"])) == 4 and requested(hub, before, ".mkv") == []
+    assert rows(two) == rows(load_events(folder, tmp_path / "one"))
