@@ -63,11 +63,10 @@ def input_kind(data_dir: str | os.PathLike | RemoteRoot) -> InputKind:
     if find_episodes(data_dir):
         return "recordings"
     if isinstance(data_dir, RemoteRoot):
-        where, names = data_dir.url, set(data_dir.files)
+        where, names = data_dir.url, list(data_dir.files)
     else:
-        where, names = data_dir, {name for name in ("dataset_dict.json", "state.json") if Path(data_dir, name).exists()}
-        names |= {"*.parquet"} if any(Path(data_dir).rglob("*.parquet")) else set()
-    if names & {"dataset_dict.json", "state.json"}:
+        where, names = data_dir, [p.relative_to(data_dir).as_posix() for p in Path(data_dir).rglob("*") if p.is_file()]
+    if {"dataset_dict.json", "state.json"} & set(names):
         return "saved_dataset"
     if any(name.endswith(".parquet") for name in names):
         return "parquet"
