@@ -6,6 +6,9 @@ fetched lazily at training time."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -214,3 +217,25 @@ def test_remote_episodes_convert_in_worker_processes_with_the_same_rows(hub, tmp
     two = load_events(f"hf://datasets/{repo}", tmp_path / "two", num_proc=2)
     assert len(set(two["train"]["episode_path"])) == 4 and requested(hub, before, ".mkv") == []
     assert rows(two) == rows(load_events(folder, tmp_path / "one"))
+
+
+def test_the_command_line_builds_from_the_hub_named_by_hf_endpoint(hub, uploaded, recordings, tmp_path):
+    """`--data-dir hf://…` in a fresh process: HF_ENDPOINT and HF_TOKEN of the environment are what it uses."""
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": hub.token, "HF_HUB_OFFLINE": "0",
+           "HF_HUB_DISABLE_XET": "1", "HF_HUB_CACHE": str(tmp_path / "hub_cache")}
+    before = len(hub.requests)
+    done = subprocess.run([sys.executable, "-m", "owa_builders.cli", "build", "owa_events", "--name", "desktop", "-q",
+                           "--data-dir", uploaded, "--output-dir", str(tmp_path / "out"),
+                           "--cache-dir", str(tmp_path / "cache")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert requested(hub, before, ".mkv") == [] and requested(hub, before, ".mcap")
+    saved = owa_builders.load_from_disk(str(tmp_path / "out"))
+    assert rows(saved) == rows(load_events(recordings, tmp_path / "local"))
+    assert owa_builders.read_dataset_metadata(saved)["recordings_root"] == (
+        f"hf://datasets/{REPO}@{commit_of(REPO)}/data")
+
+    missing = subprocess.run([sys.executable, "-m", "owa_builders.cli", "build", "owa_events", "--name", "desktop",
+                              "--data-dir", "hf://datasets/tester/nothing-here"], env=env, capture_output=True, text=True)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("owa-builders: error: hf://datasets/tester/nothing-here: recordings cannot be reached: ")
+    assert "repository not found" in missing.stderr and missing.stderr.count("\n") == 1

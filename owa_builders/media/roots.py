@@ -14,6 +14,7 @@ Another kind of root only needs a ``locate`` method.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -134,7 +135,13 @@ class RemoteMediaRoot:
         target = locate_media(Episode(f"{self.url}/{episode_path}", self.url), uri, self.allow_external_media)
         if target == uri or not is_url(target):  # embedded, or an external uri allowed as it is
             return target
-        return str(fetch_to_cache(target, self.cache_dir))
+        return _local_copy(target, self.cache_dir)
+
+
+@functools.cache
+def _local_copy(url: str, cache_dir: str) -> str:
+    """Per process, a video's URL is looked up (and fetched if need be) once, not once per frame."""
+    return str(fetch_to_cache(url, cache_dir))
 
 
 def media_root_for(
