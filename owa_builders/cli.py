@@ -153,13 +153,10 @@ def _summary_dataset(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    import owa_builders
+    from owa_builders.publish import push_folder  # imported only here: pushing needs what nothing else does
 
-    dataset = owa_builders.load_from_disk(args.dataset_dir)
-    from owa_builders.publish import push_dataset  # imported only here: pushing needs what nothing else does
-
-    report = push_dataset(dataset, args.repo_id, config_name=args.config_name, token=args.token,
-                          private=args.private, revision=args.revision, commit_message=args.commit_message)
+    report = push_folder(args.dataset_dir, args.repo_id, config_name=args.config_name, token=args.token,
+                         private=args.private, revision=args.revision, commit_message=args.commit_message)
     print(f"pushed {args.dataset_dir} to {report.repo_id} as config {report.config_name!r} "
           f"(commit {report.commit[:12]})")
     print(f"  media, metadata, tokenizer and card: {len(report.uploaded)} file(s) sent "
@@ -220,8 +217,9 @@ examples:
   owa-builders push fsl-dataset/ my-org/owa-fsl-internvl3
   owa-builders push event-dataset/ my-org/owa-events --config-name desktop --private
 
-DATASET_DIR is a folder written by `owa-builders build --output-dir` (or owa_builders.save_to_disk).
-The token defaults to huggingface_hub's (HF_TOKEN, or `hf auth login`).
+DATASET_DIR is a folder written by `owa-builders build --output-dir` (or owa_builders.save_to_disk). A parquet
+folder (--format parquet, --engine ray) over 5 GB goes up as it is with huggingface_hub's resumable folder upload:
+after an interruption, push again. The token defaults to huggingface_hub's (HF_TOKEN, or `hf auth login`).
 """
 
 

@@ -49,12 +49,19 @@ PARQUET_DATA_FOLDER = "data"  # the rows of a parquet folder: data/<split>-<i>-o
 def load_from_disk(path: str | os.PathLike, **kwargs) -> OwaDataset | OwaDatasetDict:
     """`datasets.load_from_disk`, or for a parquet folder `datasets.load_dataset(path)`, returning our classes,
     with owa_dataset.json (and the fsl tokenizer) beside the rows; kwargs go to datasets."""
-    folder = Path(path)
-    if not (folder / PARQUET_DATA_FOLDER).is_dir() or not (folder / METADATA_FILE).is_file():
+    if not parquet_shards(path):
         return as_owa_dataset(datasets.load_from_disk(os.fspath(path), **kwargs))
-    loaded = datasets.load_dataset(os.fspath(folder), **kwargs)
-    _copy_companions(folder, [dataset_folder(loaded)])
+    loaded = datasets.load_dataset(os.fspath(path), **kwargs)
+    _copy_companions(Path(path), [dataset_folder(loaded)])
     return as_owa_dataset(loaded)
+
+
+def parquet_shards(path: str | os.PathLike) -> list[Path]:
+    """The shards of a parquet folder (data/*.parquet beside owa_dataset.json); [] for any other folder."""
+    folder = Path(path)
+    if not (folder / METADATA_FILE).is_file():
+        return []
+    return sorted((folder / PARQUET_DATA_FOLDER).glob("*.parquet"))
 
 
 def as_owa_dataset(loaded: datasets.Dataset | datasets.DatasetDict) -> OwaDataset | OwaDatasetDict:

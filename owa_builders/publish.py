@@ -51,13 +51,14 @@ from huggingface_hub import (
 from huggingface_hub.hf_api import RepoFile
 
 from .cards import render_card
-from .datasets_io import OwaDataset, OwaDatasetDict, as_owa_dataset
+from .datasets_io import OwaDataset, OwaDatasetDict, as_owa_dataset, load_from_disk, parquet_shards
 from .events.stage import SCREEN_MESSAGE_TYPE
 from .hf import METADATA_FILE, dataset_folder, read_dataset_metadata
 from .media.roots import HUB_MEDIA_FOLDER, HubMediaRoot, LocalMediaRoot, media_root_for
 from .media.transforms import STAGE_OF_BUILDER, Stage
 
 DATA_FOLDER = "data"  # a config's parquet shards: <config>/data/
+LARGE_FOLDER_BYTES = 5 * 10**9  # a parquet folder above this goes up with the resumable folder upload
 CARD_FILE = "README.md"
 _CONFIG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -111,6 +112,36 @@ def push_dataset(
     folder, when the dataset does not carry it or it moved. Nothing that already is in the repository with
     the same content is sent again.
     """
+    api = HfApi(token=token)
+    push = _prepare_push(api, dataset, repo_id, config_name, private, revision, license, media_root)
+    additions, unchanged, new_bytes = _additions(push.files, push.remote)
+    stale = [path for path in push.remote if path.startswith(f"{push.config}/") and path not in push.files
+             and not path.startswith(f"{push.config}/{DATA_FOLDER}/")]  # the rows' folder is datasets' to update
+    message = commit_message or push.message
+    if additions or stale:
+        api.create_commit(push.repo_id, additions + [CommitOperationDelete(path) for path in stale],
+                          repo_type="dataset", revision=revision, commit_message=message, parent_commit=push.head)
+    commit = dataset.push_to_hub(push.repo_id, config_name=push.config, data_dir=f"{push.config}/{DATA_FOLDER}",
+                                 token=token, revision=revision, commit_message=message)
+    return PushReport(push.repo_id, push.config, commit.oid, tuple(a.path_in_repo for a in additions),
+                      tuple(unchanged), tuple(stale), new_bytes)
+
+
+@dataclass(frozen=True)
+class _Push:
+    """What a push of one config sends, and the repository it goes to as it is before the push."""
+
+    repo_id: str
+    config: str
+    head: str  # the repository's commit before the push
+    remote: dict[str, RepoFile]
+    files: dict[str, bytes | Path]  # repository path -> content: media, metadata, tokenizer, card (not the rows)
+    message: str
+
+
+def _prepare_push(api: HfApi, dataset, repo_id: str, config_name: str | None, private: bool, revision: str | None,
+                  license: str | None, media_root) -> _Push:
+    """Check what is pushed, create the repository (and branch) if need be, and gather the files beside the rows."""
     metadata = read_dataset_metadata(dataset)
     stage = STAGE_OF_BUILDER.get(metadata.get("builder"))
     if stage is None:
@@ -124,7 +155,6 @@ def push_dataset(
     splits = dataset if isinstance(dataset, datasets.DatasetDict) else {dataset.split or "train": dataset}
     rows = _summarize_rows(splits, stage)
 
-    api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
     if revision is not None:
         api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
@@ -136,18 +166,70 @@ def push_dataset(
     files = {**_media_files(rows, recordings, config), **_tokenizer_files(dataset, metadata, config),
              f"{config}/{METADATA_FILE}": json.dumps(published, indent=1).encode()}
     files[CARD_FILE] = _card(api, repo_id, head, remote, {config: published}, license)
+    message = f"Upload {config} ({metadata['builder']} {metadata['version']}) with owa-builders"
+    return _Push(repo_id, config, head, remote, files, message)
 
-    additions, unchanged, new_bytes = _additions(files, remote)
-    stale = [path for path in remote if path.startswith(f"{config}/") and path not in files
-             and not path.startswith(f"{config}/{DATA_FOLDER}/")]  # the rows' folder is datasets' to update
-    message = commit_message or f"Upload {config} ({metadata['builder']} {metadata['version']}) with owa-builders"
-    if additions or stale:
-        api.create_commit(repo_id, additions + [CommitOperationDelete(path) for path in stale], repo_type="dataset",
-                          revision=revision, commit_message=message, parent_commit=head)
-    commit = dataset.push_to_hub(repo_id, config_name=config, data_dir=f"{config}/{DATA_FOLDER}", token=token,
-                                 revision=revision, commit_message=message)
-    return PushReport(repo_id, config, commit.oid, tuple(a.path_in_repo for a in additions), tuple(unchanged),
-                      tuple(stale), new_bytes)
+
+def push_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    config_name: str | None = None,
+    token: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    license: str | None = None,
+    media_root: str | os.PathLike | None = None,
+    large_folder_bytes: int = LARGE_FOLDER_BYTES,
+) -> PushReport:
+    """Push a dataset folder (`save_to_disk`'s, or `build_dataset`'s parquet layout) as `push_dataset` does.
+
+    A parquet folder whose shards hold more than `large_folder_bytes` goes up as it is, with huggingface_hub's
+    folder upload (with hf_xet: streamed, committed in parts, resumable: run again after an interruption, what was
+    committed is skipped and what was uploaded is not sent again). Its shards keep their names under
+    ``<config>/data/``, the card's ``configs`` entry points at them and stale files of the config are deleted.
+    Its report tells files apart by path and size (no file is hashed twice).
+    """
+    dataset = load_from_disk(folder)
+    shards = parquet_shards(folder)
+    if sum(path.stat().st_size for path in shards) <= large_folder_bytes:
+        return push_dataset(dataset, repo_id, config_name=config_name, token=token, private=private,
+                            revision=revision, commit_message=commit_message, license=license, media_root=media_root)
+    api = HfApi(token=token)
+    push = _prepare_push(api, dataset, repo_id, config_name, private, revision, license, media_root)
+    rows = {f"{push.config}/{DATA_FOLDER}/{path.name}": path for path in shards}
+    files = {**push.files, **rows, CARD_FILE: _card_with_data_files(push.files[CARD_FILE], push.config, rows)}
+    staging = Path(folder, ".owa_push")  # the repository's layout, as links to the files
+    shutil.rmtree(staging, ignore_errors=True)
+    for path_in_repo, content in files.items():
+        target = staging / path_in_repo
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            os.symlink(Path(content).resolve(), target)
+    stale = [path for path in push.remote if path.startswith(f"{push.config}/") and path not in files]
+    commit = api.upload_folder(repo_id=push.repo_id, folder_path=staging, repo_type="dataset", revision=revision,
+                               commit_message=commit_message or push.message, delete_patterns=stale or None)
+    shutil.rmtree(staging)
+    sizes = {path: len(content) if isinstance(content, bytes) else content.stat().st_size
+             for path, content in files.items()}
+    unchanged = [path for path, size in sizes.items() if path in push.remote and push.remote[path].size == size]
+    uploaded = [path for path in files if path not in unchanged]
+    return PushReport(push.repo_id, push.config, commit.oid, tuple(uploaded), tuple(unchanged), tuple(stale),
+                      sum(sizes[path] for path in uploaded))
+
+
+def _card_with_data_files(card: bytes, config: str, rows: dict[str, Path]) -> bytes:
+    """The card with this config's ``configs`` entry naming its shards (what datasets' push writes)."""
+    parsed = DatasetCard(card.decode())
+    splits = sorted({path.rsplit("/", 1)[1].rsplit("-", 3)[0] for path in rows})  # <split>-<i>-of-<n>.parquet
+    entry = {"config_name": config,
+             "data_files": [{"split": split, "path": f"{config}/{DATA_FOLDER}/{split}-*"} for split in splits]}
+    configs = [c for c in parsed.data.get("configs") or [] if c.get("config_name") != config]
+    parsed.data["configs"] = [*configs, entry]
+    return str(parsed).encode()
 
 
 def load_from_hub(

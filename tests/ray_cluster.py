@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,11 +19,16 @@ from typing import Iterator
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
-def ray_environment() -> dict[str, str]:
+@contextlib.contextmanager
+def ray_environment() -> Iterator[dict[str, str]]:
     """Ray's settings for a test: token auth with a token of the test's own (nothing written to ~/.ray),
-    session files under a short temp folder (Unix socket paths are limited to 107 bytes)."""
-    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
-            "RAY_TMPDIR": tempfile.mkdtemp(prefix="ray", dir="/tmp"), "RAY_USAGE_STATS_ENABLED": "0"}
+    session files under a short temp folder (Unix socket paths are limited to 107 bytes), removed afterwards."""
+    folder = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    try:
+        yield {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_TMPDIR": folder,
+               "RAY_USAGE_STATS_ENABLED": "0"}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _free_port() -> int:

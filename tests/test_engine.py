@@ -3,6 +3,7 @@ splits and owa_dataset.json as datasets.load_dataset, resumable per episode, on 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import datasets
 import pyarrow.parquet as pq
 import pytest
 from ray_cluster import ray_environment, two_node_cluster
+from test_publish import hub  # noqa: F401 (the local Hub fixture)
 
 import owa_builders
 from owa_builders.cli import main
@@ -208,9 +210,15 @@ def test_usage_errors(recordings, capsys):
     assert "--engine ray" in capsys.readouterr().err
 
 
+@pytest.fixture
+def ray_env() -> dict[str, str]:
+    with ray_environment() as environment:
+        yield environment
+
+
 @pytest.mark.ray
-def test_ray_local_instance_equals_load_dataset(recordings, tmp_path, monkeypatch):
-    for key, value in ray_environment().items():
+def test_ray_local_instance_equals_load_dataset(recordings, tmp_path, monkeypatch, ray_env):
+    for key, value in ray_env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     reference, metadata = _reference("owa_events", "desktop", recordings, tmp_path / "cache", test_size=0.4)
@@ -221,10 +229,10 @@ def test_ray_local_instance_equals_load_dataset(recordings, tmp_path, monkeypatc
 
 
 @pytest.mark.ray
-def test_ray_two_node_cluster_equals_load_dataset(recordings, with_a_bad_recording, internvl_folder, tmp_path):
-    environment = ray_environment()
-    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **environment, "HF_HUB_OFFLINE": "1"}
-    with two_node_cluster(environment) as address:
+def test_ray_two_node_cluster_equals_load_dataset(recordings, with_a_bad_recording, internvl_folder, tmp_path,
+                                                  ray_env):
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **ray_env, "HF_HUB_OFFLINE": "1"}
+    with two_node_cluster(ray_env) as address:
         for name, config, overrides in [("owa_events", "desktop", []),
                                         ("owa_fsl", "internvl3", [f"tokenizer={internvl_folder}", "max_length=512"])]:
             out = tmp_path / name
@@ -245,3 +253,31 @@ def test_ray_two_node_cluster_equals_load_dataset(recordings, with_a_bad_recordi
     assert bad.returncode == 1
     [line] = bad.stderr.strip().splitlines()
     assert line.startswith("owa-builders: error: ") and "broken.mcap" in line and "Traceback" not in line
+
+
+def test_push_of_a_large_parquet_folder_sends_its_shards_as_they_are(recordings, hub, tmp_path):
+    from huggingface_hub import HfApi
+
+    from owa_builders.publish import push_folder
+
+    owa_builders.build_dataset("owa_events", "desktop", recordings, tmp_path / "out", progress=False, test_size=0.4)
+    shards = sorted((tmp_path / "out" / "data").iterdir())
+    report = push_folder(tmp_path / "out", "tester/large", token=hub.token, large_folder_bytes=0)
+    remote = {entry.path: entry for entry in HfApi().list_repo_tree("tester/large", repo_type="dataset",
+                                                                     recursive=True)}
+    for shard in shards:  # as built, not re-sharded by datasets
+        assert remote[f"desktop/data/{shard.name}"].lfs.sha256 == hashlib.sha256(shard.read_bytes()).hexdigest()
+    assert {"desktop/owa_dataset.json", "README.md", *(f"desktop/data/{s.name}" for s in shards)} <= set(report.uploaded)
+    loaded = datasets.load_dataset("tester/large", "desktop", cache_dir=str(tmp_path / "cache"))
+    local = datasets.load_dataset(str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"))
+    for split in local:
+        assert loaded[split].data.table.equals(local[split].data.table)
+    from_hub = owa_builders.load_from_hub("tester/large", "desktop", cache_dir=str(tmp_path / "cache"))
+    assert owa_builders.read_dataset_metadata(from_hub)["accounting"] == json.loads(
+        (tmp_path / "out" / METADATA_FILE).read_text())["accounting"]
+
+    uploads = len(hub.uploads)
+    again = push_folder(tmp_path / "out", "tester/large", token=hub.token, large_folder_bytes=0)
+    assert len(hub.uploads) == uploads  # a resumed or repeated push sends no content the repository has
+    assert again.uploaded == () and again.uploaded_bytes == 0 and set(again.unchanged) == set(report.uploaded)
+    assert not (tmp_path / "out" / ".owa_push").exists()
