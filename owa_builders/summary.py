@@ -102,7 +102,7 @@ class Problem:
 @dataclass
 class EpisodeSummary:
     path: str  # relative to the recordings folder
-    size_bytes: int
+    size_bytes: int | None  # None for a remote recording (its listing gives content identity, not always size)
     library: str | None  # the MCAP writer
     start_ns: int | None
     end_ns: int | None
@@ -127,7 +127,7 @@ def summarize_episode(episode: Episode, settings: EventsSettings | None = None) 
     end = max((int(t.max()) for t in times.values()), default=None)
     return EpisodeSummary(
         path=episode.relative_path,
-        size_bytes=_size(episode.path),
+        size_bytes=None if episode.remote is not None else _size(episode.path),
         library=scan.library,
         start_ns=start,
         end_ns=end,
@@ -169,6 +169,9 @@ def _media_file(episode: Episode, uri: str, frames: int) -> MediaFile:
         target = locate_media(episode, uri, allow_external=True)
     except MediaReferenceError:  # a uri no file can have (control characters): the episode's problem names it
         return MediaFile(uri, None, None, frames)
+    if episode.remote is not None:  # present if the root's listing has it; outside the root: not checked
+        relative = episode.remote.relative(target)
+        return MediaFile(uri, target, None if relative is None else relative in episode.remote.files, frames)
     local = os.path.isabs(target)  # URLs and embedded frames are not files to look for
     return MediaFile(uri, target if local else None, os.path.isfile(target) if local else None, frames)
 

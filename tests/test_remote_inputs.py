@@ -25,6 +25,7 @@ from recording_fixtures import MS, key, screen, write_recording
 import owa_builders
 from owa_builders.media import make_transform
 from owa_builders.recordings.errors import MediaReferenceError, RecordingsFolderError
+from owa_builders.summary import summarize_recordings
 from owa_builders.synth import SynthProfile, frame_index_from_image, synthesize_recordings
 
 pytest_plugins = ["fsl_fixtures"]  # internvl_folder: the InternVL stand-in tokenizer
@@ -239,3 +240,13 @@ def test_the_command_line_builds_from_the_hub_named_by_hf_endpoint(hub, uploaded
     assert missing.returncode == 1
     assert missing.stderr.startswith("owa-builders: error: hf://datasets/tester/nothing-here: recordings cannot be reached: ")
     assert "repository not found" in missing.stderr and missing.stderr.count("\n") == 1
+
+
+def test_summary_of_remote_recordings_checks_videos_against_the_listing(recordings, tmp_path):
+    url = to_memory(recordings, "memory://owa-test/summary")
+    fsspec.filesystem("memory").rm(f"{url}/test/episode_001.mkv")
+    summary = summarize_recordings(url)
+    present = {episode.path: [(m.uri, m.present) for m in episode.media] for episode in summary.episodes}
+    assert present == {"test/episode_001.mcap": [("episode_001.mkv", False)],
+                       "train/episode_000.mcap": [("episode_000.mkv", True)]}
+    assert [(e.path, e.problem.reason) for e in summary.bad_episodes] == [("test/episode_001.mcap", "bad_media_reference")]
