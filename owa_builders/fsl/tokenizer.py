@@ -34,6 +34,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from fnmatch import fnmatch
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -261,25 +262,27 @@ def check_vocabulary(tokenizer: PreTrainedTokenizerBase, dataset: datasets.Datas
         )
 
 
-# Files of a tokenizer that preparation reads and the expanded tokenizer keeps (model weights never).
+# Files of a tokenizer that the expanded tokenizer keeps, and all those that can define it (part of the
+# cache key; transformers reads the others when there is no tokenizer.json). Model weights never.
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
 KEPT_FILES = (TOKENIZER_FILE, CONFIG_FILE, "special_tokens_map.json", "chat_template.jinja", STAND_IN_NOTE)
+SOURCE_FILES = (*KEPT_FILES, "added_tokens.json", "vocab.*", "merges.txt", "*.model", "*.tiktoken")
 SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 PREPARATION_VERSION = 1  # part of the cache key: bump when preparation writes something else
 
 
 def _source_files(source: str) -> dict[str, Path]:
-    """The tokenizer files (of `KEPT_FILES`, by name) of a local folder, or of a Hub repository (through
-    the Hub's cache)."""
+    """The tokenizer files (`SOURCE_FILES`) of a local folder, or of a Hub repository (through the Hub's
+    cache), by name."""
     if os.path.isdir(source):
         folder = Path(source)
     else:
         from huggingface_hub import snapshot_download  # offline and not cached: an OSError naming the repo
 
-        folder = Path(snapshot_download(source, allow_patterns=[*KEPT_FILES, "*.model", "vocab.*", "merges.txt",
-                                                                "added_tokens.json"]))
-    return {name: folder / name for name in KEPT_FILES if (folder / name).is_file()}
+        folder = Path(snapshot_download(source, allow_patterns=list(SOURCE_FILES)))
+    return {path.name: path for path in sorted(folder.iterdir())
+            if path.is_file() and any(fnmatch(path.name, pattern) for pattern in SOURCE_FILES)}
 
 
 def _cache_key(files: dict[str, Path], event_tokens: Sequence[str], pattern: ImagePattern, pad_token: str | None) -> str:
@@ -331,7 +334,7 @@ def _expand_into(
         for name, path in files.items():
             if name in (CONFIG_FILE, "special_tokens_map.json"):  # the pad token as chosen
                 Path(staging, name).write_text(json.dumps(json.loads(path.read_text()) | {"pad_token": pad}, indent=2))
-            elif name != TOKENIZER_FILE:
+            elif name in KEPT_FILES and name != TOKENIZER_FILE:
                 shutil.copyfile(path, staging / name)
         if CONFIG_FILE not in files:
             Path(staging, CONFIG_FILE).write_text(json.dumps({"pad_token": pad}, indent=2))
