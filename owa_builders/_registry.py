@@ -1,7 +1,8 @@
 """Registering our builder modules with datasets (its packaged-modules table, by module path).
 
-datasets keys its cache on the hash registered here, so the hash covers the builder module *and* every
-library module whose code decides that builder's rows: editing any of them misses the cache.
+datasets keys its cache on the hash registered here, so the hash covers the builder module, its named
+configs (configs/*.yaml) *and* every library module whose code decides that builder's rows: editing any of
+them misses the cache.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+from importlib.resources import files
 from pathlib import Path
 
 import datasets
@@ -31,11 +33,13 @@ def module_path(name: str) -> str:
 
 def _sources(name: str) -> list[Path]:
     spec = importlib.util.find_spec(module_path(name))
-    files = [Path(spec.origin)]
+    sources = [Path(spec.origin)]
+    named_configs = Path(str(files("owa_builders.named_configs")))
+    sources.extend(sorted(named_configs.glob(f"{name.removeprefix('owa_')}_*.yaml")))
     for part in BUILDERS[name]:
         path = _PACKAGE / part
-        files.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
-    return files
+        sources.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
+    return sources
 
 
 def code_hash(name: str) -> str:

@@ -1,6 +1,8 @@
 """Builder configs as YAML files (``configs/*.yaml``), reviewed in PRs like code, and the version lock.
 
-A file names a builder and one of its named configs, and may set any of that config's fields:
+The named configs are defined there and nowhere else: each builder reads its own files
+(`named_configs_from_files`; installed as the package ``owa_builders.named_configs``). A file names a
+builder and one of its named configs, and may set any of that config's fields:
 
     builder: owa_events
     name: desktop
@@ -25,8 +27,10 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +39,8 @@ import yaml
 
 from ._registry import BUILDERS, builder_class
 
-_NOT_SETTINGS = {"name", "version", "data_dir", "data_files", "description"}
+NOT_SETTINGS = frozenset({"name", "version", "data_dir", "data_files", "description"})  # BuilderConfig's own
+NAMED_CONFIGS_PACKAGE = "owa_builders.named_configs"  # configs/ of the repository
 LOCK_FILE = Path("configs", "versions.lock.json")  # relative to the repository's root
 UPDATE_LOCK_COMMAND = "python -m owa_builders.config_files --update-lock"
 
@@ -63,10 +68,34 @@ class ConfigFile:
         return config
 
 
+def named_configs_from_files(builder: str, config_class: type[datasets.BuilderConfig], folder=None
+                             ) -> list[datasets.BuilderConfig]:
+    """A builder's named configs, from its YAML files (``configs/<stage>_<name>.yaml``; `folder`: another
+    folder of them), in natural name order. Called by the builder module as it is imported (so it must not
+    need the builder class)."""
+    prefix = config_file_name(builder, "").removesuffix(".yaml")
+    configs = []
+    for resource in sorted((folder or files(NAMED_CONFIGS_PACKAGE)).iterdir(), key=lambda item: item.name):
+        if not (resource.name.startswith(prefix) and resource.name.endswith(".yaml")):
+            continue
+        data = yaml.safe_load(resource.read_text()) or {}
+        where = f"configs/{resource.name}"
+        if data.get("builder") != builder or config_file_name(builder, str(data.get("name"))) != resource.name:
+            raise ValueError(f"{where}: must name builder {builder!r} and the config its file name says")
+        name, version, description = data.pop("name"), data.pop("version", None), data.pop("description", None)
+        del data["builder"]
+        unknown = set(data) - {f.name for f in dataclasses.fields(config_class)} | (set(data) & NOT_SETTINGS)
+        if unknown or version is None or not description:
+            raise ValueError(f"{where}: needs a version and a description; unknown fields: {sorted(unknown)}")
+        configs.append(config_class(name=name, version=datasets.Version(str(version)), description=description, **data))
+    return sorted(configs, key=lambda config: [int(part) if part.isdigit() else part
+                                                for part in re.split(r"(\d+)", config.name)])
+
+
 def settings_fields(builder: str) -> list[str]:
     """The fields a config file (or a keyword override) may set for a builder."""
     config_class = builder_class(builder).BUILDER_CONFIG_CLASS
-    return [f.name for f in dataclasses.fields(config_class) if f.name not in _NOT_SETTINGS]
+    return [f.name for f in dataclasses.fields(config_class) if f.name not in NOT_SETTINGS]
 
 
 def named_config(builder: str, name: str) -> datasets.BuilderConfig:
@@ -95,6 +124,7 @@ def read_config_file(path: str | os.PathLike) -> ConfigFile:
     except ValueError as error:
         raise ValueError(f"{path}: 'name': {error}") from None
     version = data.pop("version", None)
+    data.pop("description", None)
     unknown = set(data) - set(settings_fields(builder))
     if unknown:
         raise ValueError(f"{path}: unknown fields {sorted(unknown)} for {builder}; "
@@ -150,8 +180,7 @@ def lock_problems(locked: dict, current: dict | None = None) -> list[str]:
         builder, name = key.split("/")
         problems.append(
             f"{key}: its values changed but its version ({current[key]['version']}) did not. Bump the "
-            f"version of the named config in builders/{builder}/{builder}.py and in "
-            f"configs/{config_file_name(builder, name)}, then refresh the lock: {UPDATE_LOCK_COMMAND}"
+            f"version in configs/{config_file_name(builder, name)}, then refresh the lock: {UPDATE_LOCK_COMMAND}"
         )
     for key in sorted(set(current) | set(locked)):
         if key not in locked:
@@ -171,7 +200,7 @@ def update_lock(path: str | os.PathLike = LOCK_FILE, force: bool = False) -> Non
         unbumped = unbumped_configs(read_lock(path), current)
         if unbumped:
             raise ValueError(f"{path}: not updated: the values of {', '.join(unbumped)} changed but not the "
-                             "version; bump it in the builder and its YAML first")
+                             "version; bump it in its YAML first")
     Path(path).write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
 
 
@@ -179,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m owa_builders.config_files",
         description="Check the named configs against configs/versions.lock.json, or refresh it.",
-        epilog="After changing a named config's values: bump its version (builder and YAML), then "
+        epilog="After changing a named config's values: bump its version (in its YAML), then "
                f"{UPDATE_LOCK_COMMAND}",
     )
     parser.add_argument("--update-lock", action="store_true", help="write the lock from the named configs")

@@ -27,9 +27,10 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 import owa_builders
 from owa_builders.accounting import Accounting
+from owa_builders.config_files import named_config
 from owa_builders.events.source import load_event_splits
 from owa_builders.fsl.encoders import get_encoder
-from owa_builders.fsl.settings import MODEL_CONFIGS, FslSettings
+from owa_builders.fsl.settings import FslSettings
 from owa_builders.fsl.stage import iter_episode_tables
 from owa_builders.fsl.tokenizer import (
     IMAGE_PATTERNS,
@@ -77,10 +78,10 @@ def by_episode(split: datasets.Dataset) -> dict[str, list[dict]]:
 # ---- named configs, offline -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(MODEL_CONFIGS))
+@pytest.mark.parametrize("name", ["internvl3", "internvl3_5", "smolvlm2"])
 def test_each_named_config_builds_offline_with_a_labelled_stand_in(name, fsl_recordings, cache, internvl_folder,
                                                                    smolvlm_folder):
-    family = MODEL_CONFIGS[name]["image_pattern"]
+    family = named_config("owa_fsl", name).image_pattern
     folder = internvl_folder if family == "internvl" else smolvlm_folder
     ds = load(fsl_recordings, name, cache, tokenizer=str(folder), **SPLITS)
     assert set(ds) == {"train", "test"}

@@ -15,8 +15,9 @@ import pytest
 from fsl_helpers import lookup_ids, tokenizer_ids
 from transformers import AutoTokenizer
 
+import owa_builders
 from owa_builders.fsl.encoders import ENCODERS, get_encoder
-from owa_builders.fsl.settings import MODEL_CONFIGS, FslSettings
+from owa_builders.fsl.settings import FslSettings
 from owa_builders.fsl.tokenizer import (
     IMAGE_PATTERNS,
     PREPARED_FILE,
@@ -103,7 +104,7 @@ def test_an_image_pattern_of_another_model_is_refused(internvl_folder, smolvlm_f
 
 
 def test_named_configs_keep_the_hub_names_and_fail_loudly_offline():
-    assert {name: c["tokenizer"] for name, c in MODEL_CONFIGS.items()} == {
+    assert {c.name: c.tokenizer for c in owa_builders.builder_class("owa_fsl").BUILDER_CONFIGS} == {
         "internvl3": "OpenGVLab/InternVL3-1B-hf",
         "internvl3_5": "OpenGVLab/InternVL3_5-1B-HF",
         "smolvlm2": "HuggingFaceTB/SmolVLM2-256M-Video-Instruct",

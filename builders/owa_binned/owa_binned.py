@@ -3,7 +3,8 @@
     datasets.load_dataset("owa_binned", "10fps", data_dir="recordings/")      # converted by owa_events first
     datasets.load_dataset("owa_binned", "10fps", data_dir="event-dataset/")   # an event dataset, as it is
 
-The binning lives in `owa_builders.binned`; this module only names configs and wires splits.
+The binning lives in `owa_builders.binned`, the named configs in configs/binned_*.yaml; this module wires
+them to datasets.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import datasets
 from owa_builders.binned.actions import action_vector_layout
 from owa_builders.binned.settings import BinnedSettings
 from owa_builders.binned.stage import BINNED_SCHEMA, iter_binned_tables, topic_message_types
+from owa_builders.config_files import named_configs_from_files
 from owa_builders.events.source import EventRowsBuilder
-
-FPS_CONFIGS = (5, 10, 20)
 
 
 @dataclass
@@ -27,16 +27,7 @@ class OwaBinnedConfig(datasets.BuilderConfig, BinnedSettings):
 
 class OwaBinned(EventRowsBuilder):
     BUILDER_CONFIG_CLASS = OwaBinnedConfig
-    BUILDER_CONFIGS = [
-        OwaBinnedConfig(
-            name=f"{fps}fps",
-            version=datasets.Version("1.1.0"),
-            description=f"Bins of 1/{fps} s: the screen frame(s) of each bin (the latest carried forward) "
-                        "and its keyboard and mouse events, as payloads and as numbers.",
-            fps=fps,
-        )
-        for fps in FPS_CONFIGS
-    ]
+    BUILDER_CONFIGS = named_configs_from_files("owa_binned", OwaBinnedConfig)  # configs/binned_*.yaml
     DEFAULT_CONFIG_NAME = "10fps"
 
     def _info(self) -> datasets.DatasetInfo:

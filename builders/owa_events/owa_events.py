@@ -2,7 +2,8 @@
 
     datasets.load_dataset("owa_events", "desktop", data_dir="recordings/")
 
-The conversion lives in `owa_builders.events`; this module only names configs and wires splits.
+The conversion lives in `owa_builders.events`, the named configs in configs/events_*.yaml; this module
+wires them to datasets.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 import datasets
 
+from owa_builders.config_files import named_configs_from_files
 from owa_builders.events.settings import EventsSettings
 from owa_builders.events.splits import split_episodes
 from owa_builders.events.stage import EVENT_SCHEMA, iter_episode_tables
@@ -24,24 +26,7 @@ class OwaEventsConfig(datasets.BuilderConfig, EventsSettings):
 
 class OwaEvents(RecordingsBuilder):
     BUILDER_CONFIG_CLASS = OwaEventsConfig
-    BUILDER_CONFIGS = [
-        OwaEventsConfig(
-            name="default",
-            version=datasets.Version("1.0.1"),
-            description="Every message of every recording, unchanged.",
-        ),
-        OwaEventsConfig(
-            name="desktop",
-            version=datasets.Version("1.1.0"),
-            description="Screen, keyboard and mouse for desktop agents: raw mouse where an episode has it, else "
-                        "absolute mouse; screen and mouse at 20 Hz, idle stretches removed.",
-            topics=["screen", "keyboard", "mouse/raw"],
-            topic_fallbacks={"mouse/raw": "mouse"},
-            rate_limits={"screen": {"hz": 20, "policy": "drop"}, "mouse/raw": {"hz": 20, "policy": "aggregate"},
-                         "mouse": {"hz": 20, "policy": "latest"}},
-            intervals={"inactivity": {"screen_gap_s": 1.0, "input_gap_s": 5.0}},
-        ),
-    ]
+    BUILDER_CONFIGS = named_configs_from_files("owa_events", OwaEventsConfig)  # configs/events_*.yaml
     DEFAULT_CONFIG_NAME = "default"
 
     def _info(self) -> datasets.DatasetInfo:

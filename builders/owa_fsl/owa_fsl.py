@@ -4,8 +4,8 @@
     datasets.load_dataset("owa_fsl", "internvl3", data_dir="event-dataset/")  # an event dataset, as it is
     datasets.load_dataset("owa_fsl", data_dir=..., tokenizer="org/model", image_pattern={...})  # another model
 
-Encoders, tokenizer preparation and packing live in `owa_builders.fsl`; this module only names configs and
-wires splits. The expanded tokenizer is saved beside the rows (`load_fsl_tokenizer`).
+Encoders, tokenizer preparation and packing live in `owa_builders.fsl`, the named configs (one per model) in
+configs/fsl_*.yaml; this module wires them to datasets. The expanded tokenizer is saved beside the rows (`load_fsl_tokenizer`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import datasets
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from owa_builders.config_files import named_configs_from_files
 from owa_builders.datasets_adapter import written_split_files
 from owa_builders.events.source import EventRowsBuilder, folder_files
-from owa_builders.fsl.settings import MODEL_CONFIGS, FslSettings
+from owa_builders.fsl.settings import FslSettings
 from owa_builders.fsl.stage import iter_episode_tables, row_schema
 from owa_builders.fsl.tokenizer import TOKENIZER_FOLDER, prepare_tokenizer
 
@@ -35,16 +36,7 @@ class OwaFslConfig(datasets.BuilderConfig, FslSettings):
 
 class OwaFsl(EventRowsBuilder):
     BUILDER_CONFIG_CLASS = OwaFslConfig
-    BUILDER_CONFIGS = [
-        OwaFslConfig(
-            name=name,
-            version=datasets.Version("1.0.0"),
-            description=f"Packed rows of pre-tokenized events for {model['tokenizer']} "
-                        f"({model['image_pattern']} image pattern), images kept as references.",
-            **model,
-        )
-        for name, model in MODEL_CONFIGS.items()
-    ]
+    BUILDER_CONFIGS = named_configs_from_files("owa_fsl", OwaFslConfig)  # configs/fsl_*.yaml: one per model
     # No default: without a config name, keyword overrides make a custom config that must name its tokenizer
     # *and* image pattern; a model is never assumed.
 

@@ -3,7 +3,7 @@
 The owa_fsl builder config *is* an `FslSettings` (it inherits these fields), so a named config and a keyword
 override in `load_dataset(...)` set the same fields. `validate()` names the field at fault.
 
-The model family is never guessed: a named config (`MODEL_CONFIGS`) names the tokenizer *and* its image
+The model family is never guessed: a named config (configs/fsl_*.yaml) names the tokenizer *and* its image
 pattern; a custom setup must give both. (The reference picked the pattern from ``AutoConfig.model_type``,
 treating every non-InternVL model as SmolVLM; a local tokenizer folder has no model config to read.)
 """
@@ -16,14 +16,6 @@ from typing import Any
 from ..events.settings import EventInputSettings
 from .encoders import ENCODERS
 from .tokenizer import IMAGE_PATTERNS, ImagePattern
-
-# Named configs: the model's tokenizer on the Hub and its family's image pattern.
-MODEL_CONFIGS: dict[str, dict[str, str]] = {
-    "internvl3": {"tokenizer": "OpenGVLab/InternVL3-1B-hf", "image_pattern": "internvl"},
-    "internvl3_5": {"tokenizer": "OpenGVLab/InternVL3_5-1B-HF", "image_pattern": "internvl"},
-    "smolvlm2": {"tokenizer": "HuggingFaceTB/SmolVLM2-256M-Video-Instruct", "image_pattern": "smolvlm"},
-}
-
 
 @dataclass
 class FslSettings(EventInputSettings):
@@ -52,9 +44,10 @@ class FslSettings(EventInputSettings):
     @classmethod
     def for_model(cls, model: str, **overrides: Any) -> FslSettings:
         """The settings of a named config, with field overrides (e.g. ``tokenizer=<local folder>``)."""
-        if model not in MODEL_CONFIGS:
-            raise ValueError(f"unknown model config {model!r}; named configs: {', '.join(MODEL_CONFIGS)}")
-        return cls(**(MODEL_CONFIGS[model] | overrides))
+        from ..config_files import named_config, settings_fields
+
+        config = named_config("owa_fsl", model)
+        return cls(**{name: getattr(config, name) for name in settings_fields("owa_fsl")} | overrides)
 
     def resolved_image_pattern(self) -> ImagePattern:
         if isinstance(self.image_pattern, str):
@@ -64,10 +57,8 @@ class FslSettings(EventInputSettings):
     def validate(self) -> None:
         """Raise ValueError naming the first field whose value cannot work."""
         if not self.tokenizer:
-            raise ValueError(
-                "tokenizer: name a tokenizer (Hub name or local folder), or use a named config: "
-                + ", ".join(MODEL_CONFIGS)
-            )
+            raise ValueError("tokenizer: name a tokenizer (Hub name or local folder), or use a named config "
+                             "(configs/fsl_*.yaml)")
         self._validate_image_pattern()
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {self.encoder!r}")
