@@ -121,10 +121,14 @@ def test_load_from_disk_summary_and_transform_work_on_it(recordings, tmp_path, c
 
 def test_rerun_reuses_episodes_and_a_changed_config_converts_again(recordings, tmp_path):
     first = owa_builders.build_dataset("owa_events", "desktop", recordings, tmp_path / "out", progress=False)
-    rows = pq.read_table(tmp_path / "out" / "data" / "train-00000-of-00001.parquet")
+    shard = tmp_path / "out" / "data" / "train-00000-of-00001.parquet"
+    rows, written = pq.read_table(shard), shard.stat().st_mtime_ns
     again = owa_builders.build_dataset("owa_events", "desktop", recordings, tmp_path / "out", progress=False)
     assert (again.converted, again.reused) == (0, 5) and again.rows == first.rows
-    assert pq.read_table(tmp_path / "out" / "data" / "train-00000-of-00001.parquet").equals(rows)
+    assert shard.stat().st_mtime_ns == written  # a finished folder is left as it is
+    (tmp_path / "out" / "data" / shard.name).unlink()  # ... unless it lost its rows: written again
+    owa_builders.build_dataset("owa_events", "desktop", recordings, tmp_path / "out", progress=False)
+    assert pq.read_table(shard).equals(rows)
     changed = owa_builders.build_dataset("owa_events", "desktop", recordings, tmp_path / "out", progress=False,
                                          topics=["screen", "keyboard"])
     assert (changed.converted, changed.reused) == (5, 0)

@@ -15,13 +15,15 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from tqdm.auto import tqdm
 
 from .._registry import builder_class
 from .local_engine import LocalEngine
-from .parquet_output import ParquetOutput, convert_episode, episode_jobs, write_shard
+from ..events.source import EventRowsBuilder, input_kind
+from .parquet_output import WORK_FOLDER, ParquetOutput, convert_episode, episode_jobs, write_shard
 from .ray_engine import RayEngine
 
 logger = logging.getLogger("owa_builders")
@@ -58,11 +60,21 @@ def build_dataset(
 
     engine: "local" (num_proc processes) or "ray" (a task per episode; at most num_proc at once, default the
     cluster's CPUs; ray_address joins a running cluster, else a local instance of num_proc CPUs is started).
-    A later stage given recordings converts its events first, through the HF cache (cache_dir).
+    A later stage given recordings converts its events first: through the HF cache (cache_dir) on the local
+    engine, as `load_dataset` does; on Ray, as a build of its own on the cluster, into OUT/.owa_build/events/.
     """
     started = time.perf_counter()
     instance = builder_class(builder)(config_name=config_name, data_dir=os.fspath(data_dir), cache_dir=cache_dir,
                                       **overrides)
+    if engine == "ray" and isinstance(instance, EventRowsBuilder) and input_kind(instance.config.data_dir) == "recordings":
+        # stage 1 on the cluster too, into the output's work folder (resumable like the rest); then this stage
+        # reads it as an event dataset, as a local build reads the events it built
+        events = Path(output_dir, WORK_FOLDER, "events")
+        build_dataset("owa_events", instance.config.events_config, data_dir, events, engine=engine, num_proc=num_proc,
+                      ray_address=ray_address, progress=progress, cache_dir=cache_dir,
+                      **instance.config.events_kwargs())
+        instance = builder_class(builder)(config_name=config_name, data_dir=os.fspath(events), cache_dir=cache_dir,
+                                          **overrides)
     jobs = episode_jobs(instance, instance.episode_splits(num_proc=num_proc))
     output = ParquetOutput(output_dir)
     markers = {job.name: marker for job in jobs if (marker := output.committed(job)) is not None}

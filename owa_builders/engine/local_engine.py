@@ -40,3 +40,5 @@ class LocalEngine:
         context = multiprocess.get_context("fork")
         with context.Pool(min(self.num_proc, len(items)), initializer=_install, initargs=(function, shared)) as pool:
             yield from pool.imap_unordered(_run, items)
+            pool.close()  # done: the workers exit by themselves (leaving the block would terminate them)
+            pool.join()

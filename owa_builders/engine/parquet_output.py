@@ -10,7 +10,8 @@ marker (likewise), which holds its accounting, its row count and its key. The ke
 input identity (its data_files stamp), the builder, config values and the code hash: a rerun with the same
 arguments reuses every episode whose marker has the same key, and converts the others again. The shards are
 written from the committed episodes once all are there. ``.owa_build/`` is hidden from datasets' data-file
-discovery; delete it once the build is done unless a later rerun should reuse it.
+discovery; delete it once the build is done unless a later rerun should reuse it. A rerun that reuses every
+episode leaves the finished folder as it is (``.owa_build/written.json`` names the episodes it holds).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from datasets.table import table_cast
 from .._registry import code_hash
 from ..accounting import Accounting
 from ..datasets_adapter import written_split_files
-from ..hf import RecordingsBuilder
+from ..hf import METADATA_FILE, RecordingsBuilder
 from ..recordings.episodes import Episode
 
 DATA_FOLDER = "data"
@@ -118,7 +119,16 @@ class ParquetOutput:
     def write_dataset(self, builder: RecordingsBuilder, jobs: list[EpisodeJob], markers: dict[str, dict],
                       write_shards) -> dict[str, int]:
         """Write the shards of every split from the committed episodes (`write_shards(plan)` writes a list of
-        (path, [ShardPart])), then owa_dataset.json and the tokenizer; returns the rows per split."""
+        (path, [ShardPart])), then owa_dataset.json and the tokenizer; returns the rows per split. Nothing is
+        rewritten when the folder already holds the dataset of exactly these episodes (a rerun of a finished build)."""
+        written = self.work / "written.json"
+        episodes_key = hashlib.sha256("".join(job.key for job in jobs).encode()).hexdigest()
+        if written.exists():
+            record = json.loads(written.read_text())
+            files = [self.folder / name for name in record["files"]]
+            if record["episodes_key"] == episodes_key and all(path.exists() for path in files):
+                return record["rows"]
+        written.unlink(missing_ok=True)
         by_split: dict[str, Accounting] = {}
         split_jobs: dict[str, list[EpisodeJob]] = {}
         for job in jobs:
@@ -139,8 +149,10 @@ class ParquetOutput:
             plan.extend(zip(written_split_files(builder, info), shards))
         write_shards(plan, builder.info.features.arrow_schema)
         builder.write_dataset_metadata(dict(sorted(by_split.items())))  # split order of the local build's
-        self._publish(staging, builder)
-        return {name: split.num_examples for name, split in builder.info.splits.items()}
+        files = [*self._publish(staging, builder), METADATA_FILE]
+        rows = {name: split.num_examples for name, split in builder.info.splits.items()}
+        _write_atomically(written, json.dumps({"episodes_key": episodes_key, "rows": rows, "files": files}).encode())
+        return rows
 
     def _shard_parts(self, jobs: list[EpisodeJob], markers: dict[str, dict]) -> list[list[ShardPart]]:
         """The split's rows, in order, cut into shards of at most MAX_SHARD_BYTES (estimated from the episodes'
@@ -161,21 +173,25 @@ class ParquetOutput:
                 start = stop
         return shards
 
-    def _publish(self, staging: Path, builder: RecordingsBuilder) -> None:
-        """Move the staged dataset into the output folder under the Hub's names, replacing a previous build's."""
+    def _publish(self, staging: Path, builder: RecordingsBuilder) -> list[str]:
+        """Move the staged dataset into the output folder under the Hub's names, replacing a previous build's;
+        returns the shards' paths in the folder."""
         data = self.folder / DATA_FOLDER
         shutil.rmtree(data, ignore_errors=True)
         data.mkdir()
+        shards = []
         for split in builder.info.splits.values():
             files = written_split_files(builder, split)
             for i, path in enumerate(files):
-                os.replace(path, data / f"{split.name}-{i:05d}-of-{len(files):05d}.parquet")
+                shards.append(f"{DATA_FOLDER}/{split.name}-{i:05d}-of-{len(files):05d}.parquet")
+                os.replace(path, self.folder / shards[-1])
         for companion in staging.iterdir():  # owa_dataset.json and what the builder saved beside it
             target = self.folder / companion.name
             if target.is_dir():
                 shutil.rmtree(target)
             os.replace(companion, target)
         staging.rmdir()
+        return shards
 
 
 def convert_episode(builder: RecordingsBuilder, work: str, job: EpisodeJob) -> dict:
