@@ -52,10 +52,10 @@ from huggingface_hub.hf_api import RepoFile
 
 from .cards import render_card
 from .datasets_io import OwaDataset, OwaDatasetDict, as_owa_dataset, load_from_disk, parquet_shards
-from .events.stage import SCREEN_MESSAGE_TYPE
 from .hf import METADATA_FILE, dataset_folder, read_dataset_metadata
 from .media.roots import HUB_MEDIA_FOLDER, HubMediaRoot, LocalMediaRoot, media_root_for
 from .media.transforms import STAGE_OF_BUILDER, Stage
+from .payloads import SCREEN_CAPTURED
 
 DATA_FOLDER = "data"  # a config's parquet shards: <config>/data/
 LARGE_FOLDER_BYTES = 5 * 10**9  # a parquet folder above this goes up with the resumable folder upload
@@ -276,7 +276,7 @@ def _summarize_rows(splits: dict[str, datasets.Dataset], stage: Stage) -> _RowsS
 def _screen_payloads(batch: pa.Table, stage: Stage, column: str):
     """(episode_path, screen message JSON) of every screen message in `batch`."""
     if stage == "events":
-        screens = batch.filter(pc.equal(batch.column("message_type"), SCREEN_MESSAGE_TYPE))
+        screens = batch.filter(pc.equal(batch.column("message_type"), SCREEN_CAPTURED))
         return zip(screens.column("episode_path").to_pylist(), screens.column(column).to_pylist())
     lists = batch.column(column).combine_chunks()
     episodes = batch.column("episode_path").take(pc.list_parent_indices(lists))

@@ -14,24 +14,19 @@ from dataclasses import asdict, dataclass
 
 import datasets
 import numpy as np
-import orjson
 from tqdm.auto import tqdm
 
 from .accounting import Accounting
 from .events.settings import EventsSettings
-from .events.stage import SCREEN_MESSAGE_TYPE, Survey, survey_episode
+from .events.stage import Survey, survey_episode
 from .hf import dataset_folder, read_dataset_metadata
+from .payloads import KEYBOARD_EVENT, MOUSE_EVENT, RAW_MOUSE_EVENT, SCREEN_CAPTURED, Drop, screen_media_uri
 from .recordings.episodes import Episode, find_episodes, locate_media, open_episode
 from .recordings.errors import BadRecordingError, MediaReferenceError
 from .recordings.files import file_stamp
 
 _NS_PER_S = 1e9
-INPUT_KIND_OF_MESSAGE_TYPE = {
-    "desktop/KeyboardEvent": "keyboard",
-    "desktop/RawMouseEvent": "mouse",
-    "desktop/MouseEvent": "mouse",
-    SCREEN_MESSAGE_TYPE: "screen",
-}
+INPUT_KIND_OF_MESSAGE_TYPE = {KEYBOARD_EVENT: "keyboard", RAW_MOUSE_EVENT: "mouse", MOUSE_EVENT: "mouse", SCREEN_CAPTURED: "screen"}
 
 
 # -- recordings -------------------------------------------------------------------------------------------
@@ -59,7 +54,7 @@ class EpisodeScan:
                     indices = np.flatnonzero(batch.channel_ids == channel_id)
                     self._times.setdefault(channel.topic, []).append(batch.log_times[indices])
                     self.message_types.setdefault(channel.topic, set()).add(channel.schema_name)
-                    if channel.schema_name == SCREEN_MESSAGE_TYPE:
+                    if channel.schema_name == SCREEN_CAPTURED:
                         uris = map(_media_uri, batch.payloads(indices))
                         self.media_uris.update(uri for uri in uris if uri is not None)  # the survey names bad ones
 
@@ -70,10 +65,8 @@ class EpisodeScan:
 
 def _media_uri(payload: bytes) -> str | None:
     try:
-        uri = orjson.loads(payload)["media_ref"]["uri"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return None
-    if not isinstance(uri, str):
+        uri = screen_media_uri(payload)
+    except Drop:
         return None  # the survey names it
     return "data:" if uri.startswith("data:") else uri  # embedded frames are counted together
 

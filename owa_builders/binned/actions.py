@@ -1,6 +1,6 @@
 """Numeric action columns of binned rows: what a bin's keyboard and mouse events did, as numbers.
 
-The payloads are read with the checks of `owa_builders.fsl.payloads` (one definition of a valid event).
+The payloads are read with the checks of `owa_builders.payloads` (one definition of a valid event).
 Per bin:
 
 - ``mouse_dx`` / ``mouse_dy``: relative motion of RawMouseEvents (counts), summed over the bin;
@@ -27,10 +27,9 @@ import numpy as np
 import pyarrow as pa
 from owa.msgs.desktop.mouse import RawMouseEvent
 
+from .. import payloads
 from ..accounting import Accounting
-from ..fsl import payloads
-from ..fsl.digit_events import WHEEL_ROUNDED
-from ..fsl.payloads import Drop
+from ..payloads import WHEEL_ROUNDED, Drop
 
 logger = logging.getLogger("owa_builders")
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-import orjson
 import pyarrow as pa
 
 from ..accounting import Accounting
+from ..payloads import SCREEN_CAPTURED, Drop, screen_media_uri
 from ..recordings.episodes import Episode, check_channel, check_media_uri, open_episode
 from ..recordings.errors import BadRecordingError, MediaReferenceError, TimeOrderError
 from ..recordings.mcap_scan import ChannelInfo, MessageBatch
@@ -28,7 +28,6 @@ from .payload_columns import Payloads
 from .rate_limits import make_policy
 from .settings import EventsSettings, TopicChoice
 
-SCREEN_MESSAGE_TYPE = "desktop/ScreenCaptured"
 EVENT_SCHEMA = pa.schema([
     ("episode_path", pa.string()),
     ("topic", pa.string()),
@@ -80,7 +79,7 @@ def survey_episode(episode: Episode, settings: EventsSettings) -> Survey:
                     checked.add(channel_id)
                 elif not kept and settings.may_keep_topic(channel.topic):
                     fallback_channels[channel_id] = channel
-                screen = settings.may_keep_topic(channel.topic) and channel.schema_name == SCREEN_MESSAGE_TYPE
+                screen = settings.may_keep_topic(channel.topic) and channel.schema_name == SCREEN_CAPTURED
                 if not (needs_intervals or screen):
                     continue
                 indices = np.nonzero(batch.channel_ids == channel_id)[0]
@@ -111,10 +110,10 @@ def _time_goes_backwards(episode, channels, batch: MessageBatch, before: int, po
 def _check_screen_media(episode, batch: MessageBatch, indices, seen: set[str], allow_external: bool) -> None:
     for index in indices.tolist():
         try:
-            uri = orjson.loads(batch.payload(index))["media_ref"]["uri"]
-        except (orjson.JSONDecodeError, KeyError, TypeError) as error:
-            raise MediaReferenceError(episode.path, f"screen message without a readable media_ref.uri ({error})")
-        if not isinstance(uri, str) or uri not in seen:
+            uri = screen_media_uri(batch.payload(index))
+        except Drop as drop:
+            raise MediaReferenceError(episode.path, f"screen message without a readable media_ref.uri ({drop.reason})")
+        if uri not in seen:
             check_media_uri(episode, uri, allow_external)
             seen.add(uri)
 

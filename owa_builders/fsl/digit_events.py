@@ -57,7 +57,7 @@ from itertools import chain
 
 import orjson
 
-from owa_builders.fsl import payloads
+from owa_builders import payloads
 from owa_builders.fsl.tokens import (
     ABSOLUTE_MOUSE_TOKENS,
     BUTTON_TOKENS,
@@ -85,7 +85,6 @@ from owa_builders.fsl.tokens import (
 MOUSE_DELTA = "mouse_delta"
 MOUSE_POSITION = "mouse_position"
 WHEEL_RANGE = "wheel_range"
-WHEEL_ROUNDED = "wheel_rounded"
 
 POSITION_RANGE = (-(2**15), 2**15 - 1)  # Windows screen coordinates are signed 16-bit
 
@@ -194,7 +193,7 @@ class DigitEventEncoder:
         if button_data:
             notches, rounded = payloads.wheel_notches(button_data)
             if rounded and clamped is not None:
-                clamped[WHEEL_ROUNDED] += 1
+                clamped[payloads.WHEEL_ROUNDED] += 1
             if notches:
                 fields += fmt.wheel.encode(fmt.wheel.clamp(notches, WHEEL_RANGE, clamped))
         return MOUSE, fields

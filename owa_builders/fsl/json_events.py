@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 import orjson
 
-from owa_builders.fsl import payloads
+from owa_builders import payloads
 from owa_builders.fsl.tokens import EVENT_END, EVENT_START, IMAGE_PLACEHOLDER, EncodedEvent, Event
 
 _ROW_FIELDS = ("topic", "timestamp", "message", "message_type")

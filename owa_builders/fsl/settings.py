@@ -17,6 +17,7 @@ from ..events.settings import EventInputSettings
 from .encoders import ENCODERS
 from .tokenizer import IMAGE_PATTERNS, ImagePattern
 
+
 @dataclass
 class FslSettings(EventInputSettings):
     # The tokenizer: a Hub name or a local folder (its tokenizer.json; see fsl/tokenizer.py).

@@ -34,8 +34,8 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from fnmatch import fnmatch
 from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import TYPE_CHECKING
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from math import prod
 from typing import NamedTuple
 
-from owa_builders.fsl.payloads import MOUSE_BUTTONS
+from owa_builders.payloads import MOUSE_BUTTONS
 
 # Stands for one screen image; the tokenizer stage expands it (docs/event-tokens.md §4). Never a vocabulary
 # token.

@@ -28,8 +28,8 @@ import datasets
 import orjson
 from PIL import Image
 
-from ..events.stage import SCREEN_MESSAGE_TYPE
 from ..hf import read_dataset_metadata
+from ..payloads import SCREEN_CAPTURED
 from .frames import DEFAULT_FRAME_CACHE_BYTES, Decoder, FrameLoader, FrameRequest, MissingMedia
 from .roots import MediaRoot, media_root_for
 from .tensors import TensorType, as_tensor, check_tensor_type
@@ -98,7 +98,7 @@ class EventsTransform(_Transform):
         out = dict(batch)
         out["mcap_message"] = messages = _decoded(batch["mcap_message"])
         if self.frames is not None:
-            screens = [[m] if t == SCREEN_MESSAGE_TYPE else [] for m, t in zip(messages, batch["message_type"])]
+            screens = [[m] if t == SCREEN_CAPTURED else [] for m, t in zip(messages, batch["message_type"])]
             out["image"] = [frames[0] if frames else None for frames in self._row_frames(out, screens)]
         return out
 

@@ -1,4 +1,5 @@
-"""Stage-1 payloads checked by hand (no pydantic in the hot path), and the reasons an event is dropped.
+"""Message payloads (stage 1's ``mcap_message``) checked by hand, for the stages that read them (fsl encoders,
+binned actions): no pydantic in the hot path, one definition of a valid event, and the reasons one is not.
 
 The checks follow the owa.msgs models: required fields, JSON types (strictly: an int field takes a JSON
 integer, not ``"65"`` or ``65.0``), value ranges, no unknown fields. A failing check raises `Drop`; the
@@ -32,6 +33,7 @@ MESSAGE_TYPES_BY_TOPIC = {
 MOUSE_BUTTONS = ("unknown", "left", "middle", "right", "x1", "x2")
 MOUSE_MOVE_ABSOLUTE = 0x0001  # RAWMOUSE.usFlags bit; the other bits do not change what last_x/last_y mean
 WHEEL_DELTA = 120  # RAWMOUSE.usButtonData per wheel notch
+WHEEL_ROUNDED = "wheel_rounded"  # a clamp reason: a wheel delta that is not a whole number of notches
 
 _KEYBOARD_FIELDS = frozenset({"event_type", "vk", "timestamp"})
 _RAW_MOUSE_FIELDS = frozenset(
@@ -65,6 +67,15 @@ def load(message: bytes) -> dict:
     if type(payload) is not dict:
         raise Drop(INVALID_MESSAGE)
     return payload
+
+
+def screen_media_uri(message: bytes) -> str:
+    """The ``media_ref.uri`` of a ScreenCaptured payload: where its frame is, relative to the episode's folder."""
+    media_ref = load(message).get("media_ref")
+    uri = media_ref.get("uri") if type(media_ref) is dict else None
+    if type(uri) is not str:
+        raise Drop(INVALID_MESSAGE)
+    return uri
 
 
 def keyboard_event(payload: dict) -> tuple[int, bool]:
