@@ -31,6 +31,7 @@ from .fsl.tokenizer import FslTokenizer
 from .hf import read_dataset_metadata
 from .recordings.episodes import Episode
 from .summary import EpisodeScan, RecordingsSummary, summarize_dataset
+from .units import NS_PER_S
 
 logger = logging.getLogger("owa_builders")
 
@@ -38,7 +39,6 @@ KEPT, DROPPED, INTERVAL = "#1f77b4", "#d62728", "#dff0d8"
 PADDING, EVENT_A, EVENT_B, IMAGE, EPISODE_START = "#e8e8e8", "#ffb74d", "#e65100", "#42a5f5", "#2e7d32"
 DPI = 100
 WIDTH_PX = 1300
-_NS_PER_S = 1e9
 
 
 def _figure(height_px: int) -> Figure:
@@ -80,7 +80,7 @@ def plot_episode_timeline(
     start, end = survey.start_ns, survey.end_ns
     if start is None:
         raise ValueError(f"{path}: the episode has no messages, nothing to draw")
-    span_s = max((end - start) / _NS_PER_S, 1e-9)
+    span_s = max((end - start) / NS_PER_S, 1e-9)
 
     lanes = sorted(read, key=lambda topic: (not settings.keeps_topic(topic), topic), reverse=True)  # kept on top
     height = 190 + 62 * len(lanes)  # pixels: title and legend 90, x axis 60, a lane 62
@@ -89,7 +89,7 @@ def plot_episode_timeline(
     kept_intervals = [(start, end)] if survey.intervals is None else [
         (max(a, start), min(b, end)) for a, b in survey.intervals.pairs() if b >= start and a <= end]
     for a, b in kept_intervals:
-        axes.axvspan((a - start) / _NS_PER_S, (b - start) / _NS_PER_S, color=INTERVAL, zorder=0)
+        axes.axvspan((a - start) / NS_PER_S, (b - start) / NS_PER_S, color=INTERVAL, zorder=0)
     bins = round(axes.get_position().width * WIDTH_PX)  # one per pixel: each at least a pixel wide
     labels = []
     for lane, topic in enumerate(lanes):
@@ -112,7 +112,7 @@ def plot_episode_timeline(
     axes.set_axisbelow(True)
     total = accounting.totals()
     name = getattr(settings, "name", None)
-    kept_s = sum(b - a for a, b in kept_intervals) / _NS_PER_S
+    kept_s = sum(b - a for a, b in kept_intervals) / NS_PER_S
     config = f"owa_events/{name}" if name else "custom settings"
     figure.suptitle(f"{episode.relative_path} through the events stage ({config})\n"
                     f"kept {total.kept:,} of {total.read:,} messages"
@@ -131,7 +131,7 @@ def _runs(times: np.ndarray, start: int, span_s: float, bins: int) -> list[tuple
     if not len(times):
         return []
     width_s = span_s / bins
-    occupied = np.unique(np.minimum(((times - start) / _NS_PER_S / width_s).astype(np.int64), bins - 1))
+    occupied = np.unique(np.minimum(((times - start) / NS_PER_S / width_s).astype(np.int64), bins - 1))
     breaks = np.flatnonzero(np.diff(occupied) > 1) + 1
     return [(int(run[0]) * width_s, len(run) * width_s) for run in np.split(occupied, breaks)]
 
@@ -208,7 +208,7 @@ def plot_fsl_row(
     axes.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=len(handles), fontsize=8,
                 frameon=False)
     tokens = int(used.sum())
-    seconds = (dataset_row["last_timestamp_ns"] - dataset_row["first_timestamp_ns"]) / _NS_PER_S
+    seconds = (dataset_row["last_timestamp_ns"] - dataset_row["first_timestamp_ns"]) / NS_PER_S
     figure.suptitle(f"owa_fsl row of {dataset_row['episode_path']}: {tokens:,} of {length:,} tokens used "
                     f"({tokens / length:.1%}), {len(offsets)} events over {seconds:.2f} s, "
                     f"{dataset_row['num_images']} images", fontsize=11)

@@ -24,8 +24,8 @@ from .payloads import KEYBOARD_EVENT, MOUSE_EVENT, RAW_MOUSE_EVENT, SCREEN_CAPTU
 from .recordings.episodes import Episode, find_episodes, locate_media, open_episode
 from .recordings.errors import BadRecordingError, MediaReferenceError
 from .recordings.files import file_stamp
+from .units import NS_PER_S
 
-_NS_PER_S = 1e9
 INPUT_KIND_OF_MESSAGE_TYPE = {KEYBOARD_EVENT: "keyboard", RAW_MOUSE_EVENT: "mouse", MOUSE_EVENT: "mouse", SCREEN_CAPTURED: "screen"}
 
 
@@ -124,7 +124,7 @@ def summarize_episode(episode: Episode, settings: EventsSettings | None = None) 
         library=scan.library,
         start_ns=start,
         end_ns=end,
-        duration_s=0.0 if start is None else (end - start) / _NS_PER_S,
+        duration_s=0.0 if start is None else (end - start) / NS_PER_S,
         messages=sum(map(len, times.values())),
         topics={topic: _topic_stats(scan.message_types[topic], times[topic]) for topic in sorted(times)},
         media=[_media_file(episode, uri, frames) for uri, frames in sorted(scan.media_uris.items())],
@@ -148,7 +148,7 @@ def _lost_input(scan: EpisodeScan, survey: Survey) -> list[str]:
 
 def _topic_stats(message_types: set[str], times: np.ndarray) -> TopicStats:
     span = int(times.max() - times.min()) if len(times) else 0
-    rate = (len(times) - 1) * _NS_PER_S / span if span else None
+    rate = (len(times) - 1) * NS_PER_S / span if span else None
     return TopicStats(sorted(message_types), len(times), rate)
 
 

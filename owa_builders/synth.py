@@ -43,9 +43,9 @@ from owa.msgs.desktop.mouse import MouseEvent, MouseState, RawMouseEvent
 from owa.msgs.desktop.screen import ScreenCaptured
 from owa.msgs.desktop.window import WindowInfo
 
+from .units import NS_PER_MS, NS_PER_S
+
 DEFAULT_START_NS = 1_700_000_000_000_000_000
-NS_PER_S = 1_000_000_000
-NS_PER_MS = 1_000_000
 HOUR_NS = 3600 * NS_PER_S
 
 # A stream item: (time since episode start in ns, topic, message).

@@ -10,8 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..events.settings import EventInputSettings
-
-NS_PER_S = 1_000_000_000
+from ..units import NS_PER_S
 
 
 @dataclass

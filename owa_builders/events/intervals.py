@@ -23,8 +23,8 @@ import numpy as np
 import orjson
 
 from ..recordings.mcap_scan import ChannelInfo, MessageBatch
+from ..units import NS_PER_S
 
-_NS_PER_S = 1_000_000_000
 _MIN = np.iinfo(np.int64).min
 _MAX = np.iinfo(np.int64).max
 INPUT_TOPICS = ("keyboard", "mouse/raw", "mouse")
@@ -212,8 +212,8 @@ def parse_intervals(spec: Any) -> IntervalExtractor:
         if unknown:
             raise ValueError(f"intervals 'inactivity' has unknown options {sorted(unknown)}")
         return Combined("and", [
-            GapFilter(args.get("screen_topics", ["screen"]), int(args.get("screen_gap_s", 1.0) * _NS_PER_S)),
-            GapFilter(args.get("input_topics", INPUT_TOPICS), int(args.get("input_gap_s", 5.0) * _NS_PER_S)),
+            GapFilter(args.get("screen_topics", ["screen"]), int(args.get("screen_gap_s", 1.0) * NS_PER_S)),
+            GapFilter(args.get("input_topics", INPUT_TOPICS), int(args.get("input_gap_s", 5.0) * NS_PER_S)),
         ])
     if kind == "start_stop_keys":
         if "start_vk" not in args:

@@ -29,9 +29,9 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from ..units import NS_PER_S
 from .payload_columns import MALFORMED, OTHER, PLAIN_MOVE, Payloads, RawMouseReader
 
-_NS_PER_S = 1_000_000_000
 MALFORMED_PAYLOAD = "malformed_payload"
 
 
@@ -61,7 +61,7 @@ class SlotClock:
     """Tells which times start a new 1/hz slot of a fixed grid (restarted after an empty slot)."""
 
     def __init__(self, hz: float):
-        self.period = int(round(_NS_PER_S / hz))
+        self.period = int(round(NS_PER_S / hz))
         self.slot_end: int | None = None
 
     def new_slots(self, times: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
@@ -226,7 +226,7 @@ class KeyboardUniform:
     reads_payloads = True
 
     def __init__(self, hz: float):
-        self.period = int(round(_NS_PER_S / hz))
+        self.period = int(round(NS_PER_S / hz))
         self._held: dict[int, tuple[int, int]] = {}  # vk -> (its next repeat's time, its press's order key)
         self._last_time: int | None = None
 
