@@ -27,8 +27,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "OwaDataset": "datasets_io", "OwaDatasetDict": "datasets_io", "load_from_disk": "datasets_io",
     "save_to_disk": "datasets_io", "BuildReport": "engine", "build_dataset": "engine",
-    "FslCollator": "media", "HubMediaRoot": "media", "LocalMediaRoot": "media", "MediaRoot": "media",
-    "MissingFrameError": "media", "auto_set_transform": "media", "make_transform": "media",
+    "FslCollator": "media", "HubMediaRoot": "media", "LocalMediaRoot": "media", "MalformedRowError": "media",
+    "MediaRoot": "media", "MissingFrameError": "media", "RemoteMediaRoot": "media", "auto_set_transform": "media",
+    "make_transform": "media",
     "PushReport": "publish", "load_from_hub": "publish", "push_dataset": "publish",
 }
 

@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader
 from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
 import owa_builders
-from owa_builders.media import FslCollator, make_transform
+from owa_builders.media import FslCollator, MalformedRowError, make_transform
+from owa_builders.media.transforms import BinnedTransform
 from owa_builders.synth import frame_index_from_image
 
 
@@ -96,3 +97,19 @@ def test_transforms_pickle_into_dataloader_workers(fsl_path):
         assert torch.equal(ours["input_ids"], theirs["input_ids"]) and torch.equal(ours["labels"], theirs["labels"])
         assert [[np.asarray(image).tolist() for image in row] for row in ours["images"]] == [
             [np.asarray(image).tolist() for image in row] for row in theirs["images"]]
+
+
+def test_malformed_stored_json_names_the_episode_the_row_and_the_column(fsl_path, events):
+    bad_event = {"episode_path": ["a.mcap"], "topic": ["keyboard"], "timestamp_ns": [17], "message_type": [
+        "desktop/KeyboardEvent"], "mcap_message": [b'{"event_type": "press", "vk": 6']}
+    with pytest.raises(MalformedRowError, match=r"^episode a\.mcap, row with timestamp_ns=17: mcap_message is not valid JSON"):
+        make_transform(events, stage="events", load_images=False)(bad_event)
+    fsl = owa_builders.load_from_disk(fsl_path)["train"]
+    row = fsl[:1]
+    row["images"] = [["{not json"]]
+    with pytest.raises(MalformedRowError, match=rf"^episode {row['episode_path'][0]}, row with "
+                                                rf"first_timestamp_ns={row['first_timestamp_ns'][0]}: images is not"):
+        make_transform(fsl)(row)
+    binned_row = {"episode_path": ["b.mcap"], "bin_idx": [3], "timestamp_ns": [5], "state": [[]], "actions": [[b"]"]]}
+    with pytest.raises(MalformedRowError, match=r"^episode b\.mcap, row with bin_idx=3, timestamp_ns=5: actions is"):
+        BinnedTransform(None)(binned_row)

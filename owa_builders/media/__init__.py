@@ -2,10 +2,10 @@
 
 from .collate import FslCollator
 from .frames import FrameLoader, FrameRequest, MissingFrameError
-from .roots import HubMediaRoot, LocalMediaRoot, MediaRoot
-from .transforms import auto_set_transform, make_transform
+from .roots import HubMediaRoot, LocalMediaRoot, MediaRoot, RemoteMediaRoot
+from .transforms import MalformedRowError, auto_set_transform, make_transform
 
 __all__ = [
-    "FrameLoader", "FrameRequest", "FslCollator", "HubMediaRoot", "LocalMediaRoot", "MediaRoot", "MissingFrameError",
-    "auto_set_transform", "make_transform",
+    "FrameLoader", "FrameRequest", "FslCollator", "HubMediaRoot", "LocalMediaRoot", "MalformedRowError", "MediaRoot",
+    "MissingFrameError", "RemoteMediaRoot", "auto_set_transform", "make_transform",
 ]

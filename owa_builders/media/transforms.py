@@ -10,10 +10,12 @@ all frames of the call are decoded together (see `frames`). What each stage's ro
   ``image_processor``, ``pixel_values`` in their place;
 - events: ``mcap_message`` as the decoded message (a dict) and ``image``: the frame of a screen event
   (None for other events);
-- binned: ``state`` and ``actions`` as decoded messages and ``images``: the frames of the state.
+- binned: ``state`` and ``actions`` as decoded messages, ``images``: the frames of the state, and the
+  numeric action columns as tensors.
 
 Other columns pass through. With ``missing_media="placeholder"`` each row also gets ``missing_frames``,
-how many of its frames are black placeholders. Transforms pickle (DataLoader workers).
+how many of its frames are black placeholders. Stored JSON that cannot be read raises `MalformedRowError`
+naming the episode, the row and the column. Transforms pickle (DataLoader workers).
 """
 
 from __future__ import annotations
@@ -38,8 +40,28 @@ Stage = Literal["events", "fsl", "binned"]
 STAGE_OF_BUILDER: dict[str, Stage] = {"owa_events": "events", "owa_fsl": "fsl", "owa_binned": "binned"}
 
 
-def _decoded(payloads: Sequence[bytes | str]) -> list[dict]:
-    return [orjson.loads(payload) for payload in payloads]
+class MalformedRowError(ValueError):
+    """A row whose stored JSON (an event payload, a state or action, an image reference) cannot be read."""
+
+
+ROW_KEYS = ("bin_idx", "timestamp_ns", "first_timestamp_ns")  # what names a row of each stage in its episode
+
+
+def _decoded_rows(batch: Mapping[str, list], column: str, nested: bool = True) -> list:
+    """`column` of each row of `batch` decoded from JSON (`nested`: a list of JSON values per row); a value
+    that is not JSON raises MalformedRowError naming the episode, the row and the column."""
+    rows = []
+    for i, value in enumerate(batch[column]):
+        try:
+            rows.append([orjson.loads(item) for item in value] if nested else orjson.loads(value))
+        except orjson.JSONDecodeError as error:
+            raise MalformedRowError(f"{_row_name(batch, i)}: {column} is not valid JSON ({error})") from None
+    return rows
+
+
+def _row_name(batch: Mapping[str, list], i: int) -> str:
+    keys = ", ".join(f"{key}={batch[key][i]}" for key in ROW_KEYS if key in batch)
+    return f"episode {batch['episode_path'][i]}, row with {keys}"
 
 
 @dataclass(frozen=True)
@@ -76,7 +98,7 @@ class FslTransform(_Transform):
             out[column] = [as_tensor(row, self.return_tensors) for row in batch[column]]
         if self.frames is None:
             return out
-        screens = [_decoded(row) for row in batch["images"]]
+        screens = _decoded_rows(batch, "images")
         if self.image_processor is None:
             out["images"] = self._row_frames(out, screens)
         else:  # the processor takes the RGB arrays: no PIL images in between
@@ -96,7 +118,7 @@ class EventsTransform(_Transform):
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         out = dict(batch)
-        out["mcap_message"] = messages = _decoded(batch["mcap_message"])
+        out["mcap_message"] = messages = _decoded_rows(batch, "mcap_message", nested=False)
         if self.frames is not None:
             screens = [[m] if t == SCREEN_CAPTURED else [] for m, t in zip(messages, batch["message_type"])]
             out["image"] = [frames[0] if frames else None for frames in self._row_frames(out, screens)]
@@ -118,8 +140,8 @@ class BinnedTransform(_Transform):
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         out = dict(batch)
-        out["state"] = [_decoded(row) for row in batch["state"]]
-        out["actions"] = [_decoded(row) for row in batch["actions"]]
+        out["state"] = _decoded_rows(batch, "state")
+        out["actions"] = _decoded_rows(batch, "actions")
         if "action" in batch:  # rows built before the numeric columns (owa_binned < 1.1.0) have none
             for column, dtype in self.TENSOR_DTYPES.items():
                 out[column] = [as_tensor(value, self.return_tensors, dtype) for value in batch[column]]
@@ -173,8 +195,8 @@ def make_transform(
     for rows loaded from a repository made by `push_dataset`) or the ``hf://`` uri of one, overriding the
     recordings' root the dataset carries; allow_external_media applies to roots given as a folder, a uri or
     carried.
-    missing_media: "error" (default) or "placeholder". image_processor and return_tensors ("pt" when
-    torch is installed, else "np") apply to fsl rows.
+    missing_media: "error" (default) or "placeholder". image_processor applies to fsl rows; return_tensors
+    ("pt" when torch is installed, else "np") to fsl and binned rows.
     decoder: "pyav" (default: one pass per GOP segment of the frames a call needs), or mediaref's
     "tensorcodec" / "torchcodec" (an ImportError says why torchcodec cannot run, if it cannot).
     image_size: (width, height) every frame is resized to in the worker (the model's input), None: as
@@ -192,7 +214,7 @@ def make_transform(
         return FslTransform(frames, image_processor, return_tensors)
     if image_processor is not None:
         raise ValueError(f"image_processor applies to fsl rows, not {stage} rows")
-    return EventsTransform(frames) if stage == "events" else BinnedTransform(frames)
+    return EventsTransform(frames) if stage == "events" else BinnedTransform(frames, return_tensors)
 
 
 def auto_set_transform(
