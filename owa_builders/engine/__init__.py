@@ -63,34 +63,34 @@ def build_dataset(
     A later stage given recordings converts its events first: through the HF cache (cache_dir) on the local
     engine, as `load_dataset` does; on Ray, as a build of its own on the cluster, into OUT/.owa_build/events/.
     """
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine {engine!r}: use 'local' or 'ray'")
     started = time.perf_counter()
     instance = builder_class(builder)(config_name=config_name, data_dir=os.fspath(data_dir), cache_dir=cache_dir,
                                       **overrides)
-    if engine == "ray" and isinstance(instance, EventRowsBuilder) and input_kind(instance.config.data_dir) == "recordings":
-        # stage 1 on the cluster too, into the output's work folder (resumable like the rest); then this stage
-        # reads it as an event dataset, as a local build reads the events it built
-        events = Path(output_dir, WORK_FOLDER, "events")
-        build_dataset("owa_events", instance.config.events_config, data_dir, events, engine=engine, num_proc=num_proc,
-                      ray_address=ray_address, progress=progress, cache_dir=cache_dir,
-                      **instance.config.events_kwargs())
-        instance = builder_class(builder)(config_name=config_name, data_dir=os.fspath(events), cache_dir=cache_dir,
-                                          **overrides)
-    jobs = episode_jobs(instance, instance.episode_splits(num_proc=num_proc))
-    output = ParquetOutput(output_dir)
-    markers = {job.name: marker for job in jobs if (marker := output.committed(job)) is not None}
-    todo = [job for job in jobs if job.name not in markers]
-    if engine not in ("local", "ray"):
-        raise ValueError(f"engine {engine!r}: use 'local' or 'ray'")
     runner = RayEngine(num_proc, ray_address) if engine == "ray" else LocalEngine(num_proc)
-    read = 0
-    with runner, tqdm(total=len(jobs), initial=len(markers), unit="episode", disable=not progress,
-                      desc=f"{builder}/{instance.config.name} ({engine})") as bar:
-        converting = time.perf_counter()
-        for marker in runner.map(_convert_episode, (instance, os.fspath(output.work)), todo):
-            markers[marker["episode"]] = marker
-            read += marker["accounting"]["totals"]["read"]
-            bar.update()
-            bar.set_postfix_str(f"{read / (time.perf_counter() - converting):,.0f} messages/s")
+    with runner:  # Ray started (or joined) once, for stage 1 too
+        if engine == "ray" and isinstance(instance, EventRowsBuilder) and input_kind(data_dir) == "recordings":
+            # stage 1 on the cluster too, into the output's work folder (resumable like the rest); then this stage
+            # reads it as an event dataset, as a local build reads the events it built
+            events = Path(output_dir, WORK_FOLDER, "events")
+            build_dataset("owa_events", instance.config.events_config, data_dir, events, engine=engine,
+                          num_proc=num_proc, progress=progress, cache_dir=cache_dir, **instance.config.events_kwargs())
+            instance = builder_class(builder)(config_name=config_name, data_dir=os.fspath(events),
+                                              cache_dir=cache_dir, **overrides)
+        jobs = episode_jobs(instance, instance.episode_splits(num_proc=num_proc))
+        output = ParquetOutput(output_dir)
+        markers = {job.name: marker for job in jobs if (marker := output.committed(job)) is not None}
+        todo = [job for job in jobs if job.name not in markers]
+        read = 0
+        with tqdm(total=len(jobs), initial=len(markers), unit="episode", disable=not progress,
+                  desc=f"{builder}/{instance.config.name} ({engine})") as bar:
+            converting = time.perf_counter()
+            for marker in runner.map(_convert_episode, (instance, os.fspath(output.work)), todo):
+                markers[marker["episode"]] = marker
+                read += marker["accounting"]["totals"]["read"]
+                bar.update()
+                bar.set_postfix_str(f"{read / (time.perf_counter() - converting):,.0f} messages/s")
         rows = output.write_dataset(instance, jobs, markers,
                                     lambda plan, schema: list(runner.map(_write_shard, schema, plan)))
     report = BuildReport(os.fspath(output_dir), rows, len(todo), len(jobs) - len(todo), read,
