@@ -14,12 +14,11 @@ import pytest
 from media_fixtures import load_events, pyav_frames, screen_pts
 
 import owa_builders
-from owa_builders.events.stage import SCREEN_MESSAGE_TYPE
 from owa_builders.media import FrameLoader, FrameRequest, LocalMediaRoot, MissingFrameError, make_transform
 from owa_builders.media import frames as frames_module
+from owa_builders.payloads import SCREEN_CAPTURED
 from owa_builders.recordings.errors import MediaReferenceError
 from owa_builders.synth import SynthProfile, frame_index_from_image, synthesize_episode
-
 
 
 def transformed(dataset: datasets.Dataset, **options) -> datasets.Dataset:
@@ -27,7 +26,7 @@ def transformed(dataset: datasets.Dataset, **options) -> datasets.Dataset:
 
 
 def screen_rows(dataset: datasets.Dataset) -> datasets.Dataset:
-    return dataset.filter(lambda message_type: message_type == SCREEN_MESSAGE_TYPE, input_columns="message_type")
+    return dataset.filter(lambda message_type: message_type == SCREEN_CAPTURED, input_columns="message_type")
 
 
 def test_frames_equal_frames_decoded_with_pyav_at_the_same_pts(events, recordings):
@@ -137,7 +136,7 @@ def test_media_outside_the_root_is_refused_unless_allowed(copied_recordings, uri
     first_pts_ns = min(pyav_frames(root / "episode_000.mkv"))
     rows = {
         "episode_path": ["episode_000.mcap"],
-        "message_type": [SCREEN_MESSAGE_TYPE],
+        "message_type": [SCREEN_CAPTURED],
         "mcap_message": [f'{{"shape":[64,48],"media_ref":{{"uri":"{uri}","pts_ns":{first_pts_ns}}}}}'.encode()],
     }
     dataset = datasets.Dataset.from_dict(rows)
@@ -268,3 +267,14 @@ def test_torchcodec_backend_works_or_says_why_not(gop_video):
 def test_an_unknown_decoder_is_refused(events):
     with pytest.raises(ValueError, match="decoder must be one of 'pyav', 'tensorcodec', 'torchcodec', not 'opencv'"):
         make_transform(events["train"], decoder="opencv")
+
+
+def test_dataloader_workers_decode_the_same_frames_with_their_own_decoders(events):
+    torch_data = pytest.importorskip("torch.utils.data")
+    screens = screen_rows(events["train"]).select(range(24))
+    dataset = transformed(screens)
+    in_process = [np.asarray(image) for image in dataset[:]["image"]]  # the parent's decoders are open now
+    loader = torch_data.DataLoader(dataset, batch_size=4, shuffle=False, num_workers=2, timeout=60,
+                                   multiprocessing_context="fork", collate_fn=lambda rows: [row["image"] for row in rows])
+    from_workers = [np.asarray(image) for batch in loader for image in batch]
+    assert len(from_workers) == 24 and all(np.array_equal(a, b) for a, b in zip(from_workers, in_process, strict=True))

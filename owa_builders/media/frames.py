@@ -7,7 +7,8 @@ stretch, seek again only when the next wanted frame's keyframe lies ahead (a see
 going on would). Frames are bit-exact with a plain PyAV decode (rgb24) of the same pts.
 ``decoder="tensorcodec"`` or ``"torchcodec"`` hands the frames to mediaref's batch decoding instead.
 
-Each loader keeps, per process, a cache (never pickled; a forked DataLoader worker starts its own):
+Each loader keeps, per process, a cache (never pickled; open decoders are closed before a fork, and a
+forked DataLoader worker starts its own):
 up to `MAX_OPEN_VIDEOS` open decoders with their index of frame and keyframe times, least recently
 used closed first, and the most recently delivered frames up to `frame_cache_bytes` bytes of pixels.
 
@@ -27,6 +28,7 @@ import bisect
 import importlib.util
 import logging
 import os
+import weakref
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -226,6 +228,11 @@ class _Cache:
         self._videos: OrderedDict[str, _Video] = OrderedDict()
         self._frames: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._frames_size = 0
+        _CACHES.add(self)
+
+    def close_videos(self) -> None:
+        while self._videos:
+            self._videos.popitem()[1].close()
 
     def video(self, media: str) -> _Video:
         video = self._videos.pop(media, None) or _Video(media, self.counts)
@@ -254,6 +261,19 @@ class _Cache:
     def frames_size(self) -> int:
         """Bytes of pixels held (never more than the bound)."""
         return self._frames_size
+
+
+_CACHES: weakref.WeakSet[_Cache] = weakref.WeakSet()
+
+
+def _close_videos_before_fork() -> None:
+    """A forked process (a DataLoader worker) must not inherit open decoders: freeing them there hangs."""
+    for cache in list(_CACHES):
+        cache.close_videos()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_close_videos_before_fork)
 
 
 class _Video:
