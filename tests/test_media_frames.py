@@ -274,7 +274,8 @@ def test_dataloader_workers_decode_the_same_frames_with_their_own_decoders(event
     screens = screen_rows(events["train"]).select(range(24))
     dataset = transformed(screens)
     in_process = [np.asarray(image) for image in dataset[:]["image"]]  # the parent's decoders are open now
-    loader = torch_data.DataLoader(dataset, batch_size=4, shuffle=False, num_workers=2, timeout=60,
-                                   multiprocessing_context="fork", collate_fn=lambda rows: [row["image"] for row in rows])
+    loader = torch_data.DataLoader(dataset, batch_size=4, num_workers=2, timeout=60, multiprocessing_context="fork",
+                                   collate_fn=lambda rows: [row["image"] for row in rows])
     from_workers = [np.asarray(image) for batch in loader for image in batch]
-    assert len(from_workers) == 24 and all(np.array_equal(a, b) for a, b in zip(from_workers, in_process, strict=True))
+    assert len(from_workers) == 24
+    assert all(np.array_equal(a, b) for a, b in zip(from_workers, in_process, strict=True))
