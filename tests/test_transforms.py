@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
 import owa_builders
-from owa_builders.media import FslCollator, MalformedRowError, make_transform
+from owa_builders.media import FslCollator, MalformedRowError, MissingFrameError, make_transform
 from owa_builders.media.transforms import BinnedTransform
 from owa_builders.synth import frame_index_from_image
 
@@ -113,3 +113,16 @@ def test_malformed_stored_json_names_the_episode_the_row_and_the_column(fsl_path
     binned_row = {"episode_path": ["b.mcap"], "bin_idx": [3], "timestamp_ns": [5], "state": [[]], "actions": [[b"]"]]}
     with pytest.raises(MalformedRowError, match=r"^episode b\.mcap, row with bin_idx=3, timestamp_ns=5: actions is"):
         BinnedTransform(None)(binned_row)
+
+
+def test_a_malformed_image_reference_names_its_row_or_becomes_a_counted_placeholder(fsl_path):
+    fsl = owa_builders.load_from_disk(fsl_path)["train"]
+    row = fsl[:1]
+    good = row["images"][0]
+    row["images"] = [good[:1] + ['{"media_ref": {"pts_ns": 5}, "shape": [8, 6]}'] + good[2:]]
+    with pytest.raises(MissingFrameError, match=rf"^malformed image reference .*, referenced in episode "
+                                                rf"{row['episode_path'][0]}, row with first_timestamp_ns="):
+        make_transform(fsl)(row)
+    loaded = make_transform(fsl, missing_media="placeholder")(row)
+    assert loaded["missing_frames"] == [1]
+    assert np.asarray(loaded["images"][0][1]).shape == (6, 8, 3) and not np.asarray(loaded["images"][0][1]).any()

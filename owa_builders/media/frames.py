@@ -40,6 +40,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 from mediaref import MediaRef, batch_decode
 
+from ..units import NS_PER_S
 from .roots import MediaRoot
 
 logger = logging.getLogger("owa_builders")
@@ -50,7 +51,6 @@ DECODERS: tuple[Decoder, ...] = ("pyav", "tensorcodec", "torchcodec")
 MAX_OPEN_VIDEOS = 8  # open decoders per loader and process (each holds a few reference frames)
 DEFAULT_FRAME_CACHE_BYTES = 256 << 20  # delivered frames kept per loader and process: 40 RGB 1080p frames
 RESIZE_INTERPOLATION = "AREA"  # swscale's area averaging: the right filter for shrinking screen captures
-NS_PER_S = 10**9
 
 
 class MissingFrameError(LookupError):
@@ -67,6 +67,7 @@ class FrameRequest(NamedTuple):
 
     episode_path: str  # relative to the recordings' root
     screen: Mapping  # the decoded desktop/ScreenCaptured message
+    row: str = ""  # the dataset row asking, as errors name it (e.g. "episode x.mcap, row with bin_idx=3")
 
 
 class LoadedFrames(NamedTuple):
@@ -126,7 +127,9 @@ class FrameLoader:
         problems: dict[int, str] = {}
         by_media: dict[str, list[int]] = defaultdict(list)
         for i, ref in enumerate(refs):
-            if _is_missing_file(ref):
+            if isinstance(ref, _Unavailable):
+                problems[i] = str(ref)
+            elif _is_missing_file(ref):
                 problems[i] = "video file not found"
             else:
                 by_media[ref.uri].append(i)
@@ -138,28 +141,31 @@ class FrameLoader:
                     frames[i] = frame
         if problems:
             first = min(problems)
-            uri, pts_ns = refs[first].uri, refs[first].pts_ns
+            uri, pts_ns = (None, None) if isinstance(refs[first], _Unavailable) else (refs[first].uri, refs[first].pts_ns)
+            frame = f"{uri}: no frame at pts_ns={pts_ns} ({problems[first]})" if uri else problems[first]
+            asking = requests[first].row or f"episode {requests[first].episode_path}"
             if self.missing_media == "error":
                 others = f" (and {len(problems) - 1} more frames of this batch)" if len(problems) > 1 else ""
-                raise MissingFrameError(
-                    f"{uri}: no frame at pts_ns={pts_ns} ({problems[first]}), referenced in episode "
-                    f"{requests[first].episode_path}{others}; pass missing_media='placeholder' for black frames",
-                    media=uri,
-                    pts_ns=pts_ns,
-                )
-            logger.warning("%d frame(s) replaced by black placeholders, the first: %s at pts_ns=%s (%s)",
-                           len(problems), uri, pts_ns, problems[first])
+                raise MissingFrameError(f"{frame}, referenced in {asking}{others}; pass missing_media='placeholder' "
+                                        "for black frames", media=uri, pts_ns=pts_ns)
+            logger.warning("%d frame(s) replaced by black placeholders, the first: %s, referenced in %s",
+                           len(problems), frame, asking)
             for i in problems:
                 frames[i] = self._placeholder(requests[i].screen)
         self.cache.counts["delivered"] += len(frames)
         return LoadedFrames(frames, sorted(problems))
 
-    def _media_ref(self, request: FrameRequest, located: dict[tuple[str, str], str]) -> MediaRef:
-        media = request.screen["media_ref"]
-        key = (request.episode_path, media["uri"])
+    def _media_ref(self, request: FrameRequest, located: dict[tuple[str, str], str]) -> MediaRef | _Unavailable:
+        """Where the request's frame is; _Unavailable for a screen message without a usable media_ref."""
+        media = request.screen.get("media_ref") if isinstance(request.screen, Mapping) else None
+        uri, pts_ns = (media.get("uri"), media.get("pts_ns")) if isinstance(media, Mapping) else (None, None)
+        if not isinstance(uri, str) or not (pts_ns is None or (isinstance(pts_ns, int) and not isinstance(pts_ns, bool))):
+            return _Unavailable(f"malformed image reference {request.screen!r:.200}: it needs media_ref.uri (a string) "
+                                "and media_ref.pts_ns (an integer, or none for an image)")
+        key = (request.episode_path, uri)
         if key not in located:
             located[key] = self.root.locate(*key)
-        return MediaRef(uri=located[key], pts_ns=media.get("pts_ns"))
+        return MediaRef(uri=located[key], pts_ns=pts_ns)
 
     def _frames(self, media: str, times_ns: list[int | None]) -> list[np.ndarray | _Unavailable]:
         """The frames of one media at `times_ns` (None: an image), from the cache or decoded."""
@@ -202,7 +208,8 @@ class FrameLoader:
                                self.image_size)
 
     def _placeholder(self, screen: Mapping) -> np.ndarray:
-        width, height = self.image_size or screen.get("shape") or screen.get("source_shape") or (1, 1)
+        shapes = [self.image_size] + ([screen.get("shape"), screen.get("source_shape")] if isinstance(screen, Mapping) else [])
+        width, height = next((shape for shape in shapes if _is_size(shape)), (1, 1))
         return np.zeros((height, width, 3), np.uint8)
 
 
@@ -367,6 +374,12 @@ class _RgbConverter:
             width, height = image_size
             frame = self._resize.reformat(frame, width=width, height=height, interpolation=RESIZE_INTERPOLATION)
         return self._to_rgb.reformat(frame, format="rgb24").to_ndarray()
+
+
+def _is_size(shape: object) -> bool:
+    """A (width, height) of positive ints."""
+    return isinstance(shape, (list, tuple)) and len(shape) == 2 and all(
+        isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
 
 
 def _is_missing_file(ref: MediaRef) -> bool:

@@ -72,8 +72,8 @@ class _Transform:
         """Each row's frames: PIL images (or RGB arrays) of its screen messages, all rows decoded in one call.
 
         With placeholders allowed, each row's count of them goes to ``out["missing_frames"]``."""
-        paths = out["episode_path"]
-        requests = [FrameRequest(path, screen) for path, row in zip(paths, screens) for screen in row]
+        requests = [FrameRequest(out["episode_path"][i], screen, _row_name(out, i))
+                    for i, row in enumerate(screens) for screen in row]
         loaded = self.frames.load(requests)
         images = [Image.fromarray(frame) for frame in loaded.frames] if as_pil else loaded.frames
         rows = list(pairwise(accumulate(map(len, screens), initial=0)))  # each row's (start, end) in requests
