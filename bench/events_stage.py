@@ -60,11 +60,11 @@ def desktop_settings(uniform_keyboard: bool = False):
 
 def convert_once(path: Path, uniform_keyboard: bool = False) -> int:
     from owa_builders.accounting import Accounting
-    from owa_builders.events.stage import iter_episode_tables
+    from owa_builders.events.stage import iter_event_tables
     from owa_builders.recordings.episodes import Episode
 
     settings = desktop_settings(uniform_keyboard)
-    return sum(t.num_rows for t in iter_episode_tables(Episode(str(path), str(path.parent)), settings, Accounting()))
+    return sum(t.num_rows for t in iter_event_tables(Episode(str(path), str(path.parent)), settings, Accounting()))
 
 
 def speed(minutes: int, repeats: int) -> dict:

@@ -53,10 +53,10 @@ def convert(rows, settings, tokenizer) -> tuple[int, int]:
     import pyarrow.compute as pc
 
     from owa_builders.accounting import Accounting
-    from owa_builders.fsl.stage import iter_episode_tables
+    from owa_builders.fsl.stage import iter_fsl_tables
 
     count = tokens = 0
-    for table in iter_episode_tables(rows, settings, tokenizer, Accounting()):
+    for table in iter_fsl_tables(rows, settings, tokenizer, Accounting()):
         count += table.num_rows
         tokens += pc.sum(table.column("num_tokens")).as_py()
     return count, tokens
@@ -126,7 +126,7 @@ def reference_rows(folder: Path) -> dict[str, tuple]:
     from owa_builders.events.source import load_event_splits
     from owa_builders.fsl.encoders import ENCODERS
     from owa_builders.fsl.settings import FslSettings
-    from owa_builders.fsl.stage import iter_episode_tables
+    from owa_builders.fsl.stage import iter_fsl_tables
     from owa_builders.fsl.stand_in import internvl_stand_in, smolvlm_stand_in
     from owa_builders.fsl.tokenizer import prepare_tokenizer
     from owa_builders.synth import SynthProfile, synthesize_recordings
@@ -147,7 +147,7 @@ def reference_rows(folder: Path) -> dict[str, tuple]:
                                        **overrides)
                 tokenizer = tokenizer or prepare_tokenizer(settings.tokenizer, encoder, settings.resolved_image_pattern())
                 accounting = Accounting()
-                tables = [table for rows in episodes for table in iter_episode_tables(rows, settings, tokenizer, accounting)]
+                tables = [table for rows in episodes for table in iter_fsl_tables(rows, settings, tokenizer, accounting)]
                 metadata = tokenizer.metadata() | {"source": None, "stand_in": None}  # folders differ between runs
                 results[f"{encoder}-{family}-{variant}"] = (pa.concat_tables(tables), stage_counts(accounting.to_dict()),
                                                             metadata)

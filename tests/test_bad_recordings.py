@@ -123,10 +123,10 @@ def test_media_outside_the_recordings_is_refused_unless_allowed(tmp_path, uri):
 def test_bad_file_yields_no_rows_at_all(good):
     """The survey pass reads the whole file first, so a skip never leaves half an episode."""
     from owa_builders.accounting import Accounting
-    from owa_builders.events.stage import iter_episode_tables
+    from owa_builders.events.stage import iter_event_tables
 
     path = good.parent / "late_damage.mcap"
     path.write_bytes(good.read_bytes()[:-30])
-    tables = iter_episode_tables(Episode(str(path), str(path.parent)), EventsSettings(), Accounting(), rows_per_table=10)
+    tables = iter_event_tables(Episode(str(path), str(path.parent)), EventsSettings(), Accounting(), rows_per_table=10)
     with pytest.raises(BadRecordingError):
         next(tables)

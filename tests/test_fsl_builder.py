@@ -31,7 +31,7 @@ from owa_builders.config_files import named_config
 from owa_builders.events.source import load_event_splits
 from owa_builders.fsl.encoders import get_encoder
 from owa_builders.fsl.settings import FslSettings
-from owa_builders.fsl.stage import iter_episode_tables
+from owa_builders.fsl.stage import iter_fsl_tables
 from owa_builders.fsl.tokenizer import (
     IMAGE_PATTERNS,
     STAND_IN_NOTE,
@@ -275,8 +275,8 @@ def test_chunks_never_cut_rows(fsl_recordings, cache, internvl_folder):
     for shift in (0, 70 * MS):
         settings = FslSettings.for_model("internvl3", tokenizer=str(internvl_folder), max_length=1024,
                                          action_shift_ns=shift)
-        whole = list(iter_episode_tables(rows, settings, prepared, Accounting()))
-        chunked = list(iter_episode_tables(rows, settings, prepared, Accounting(), events_per_chunk=7, rows_per_table=3))
+        whole = list(iter_fsl_tables(rows, settings, prepared, Accounting()))
+        chunked = list(iter_fsl_tables(rows, settings, prepared, Accounting(), events_per_chunk=7, rows_per_table=3))
         assert sum(t.num_rows for t in whole) > 3
         assert _concat(chunked).equals(_concat(whole))
 

@@ -248,14 +248,14 @@ import sys
 from owa_builders.accounting import Accounting
 from owa_builders.events.source import load_event_splits
 from owa_builders.fsl.settings import FslSettings
-from owa_builders.fsl.stage import iter_episode_tables
+from owa_builders.fsl.stage import iter_fsl_tables
 from owa_builders.fsl.tokenizer import prepare_tokenizer
 settings = FslSettings.for_model("internvl3", tokenizer={str(internvl_folder)!r}, encoder="json")
 for _ in range(2):
     tokenizer = prepare_tokenizer(settings.tokenizer, settings.encoder, settings.resolved_image_pattern(),
                                   cache_dir={str(tmp_path / "cache")!r})
 episodes = load_event_splits({str(fsl_recordings)!r}, "desktop", cache_dir={str(tmp_path / "hf")!r}).splits["train"]
-rows = sum(t.num_rows for rows in episodes for t in iter_episode_tables(rows, settings, tokenizer, Accounting()))
+rows = sum(t.num_rows for rows in episodes for t in iter_fsl_tables(rows, settings, tokenizer, Accounting()))
 tokenizer.save({str(tmp_path / "saved")!r})
 print(rows, sorted(m for m in ("transformers", "torch") if m in sys.modules))
 """

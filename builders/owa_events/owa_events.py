@@ -15,7 +15,7 @@ import datasets
 from owa_builders.config_files import named_configs_from_files
 from owa_builders.events.settings import EventsSettings
 from owa_builders.events.splits import split_episodes
-from owa_builders.events.stage import EVENT_SCHEMA, iter_episode_tables
+from owa_builders.events.stage import EVENT_SCHEMA, iter_event_tables
 from owa_builders.hf import RecordingsBuilder
 
 
@@ -39,4 +39,4 @@ class OwaEvents(RecordingsBuilder):
         return self._episode_splits(split_episodes(self._recordings(), self.config), dl_manager)
 
     def _convert_episode(self, episode, accounting):
-        return iter_episode_tables(episode, self.config, accounting)
+        return iter_event_tables(episode, self.config, accounting)

@@ -23,7 +23,7 @@ from owa_builders.config_files import named_configs_from_files
 from owa_builders.datasets_adapter import written_split_files
 from owa_builders.events.source import EventRowsBuilder, folder_files
 from owa_builders.fsl.settings import FslSettings
-from owa_builders.fsl.stage import iter_episode_tables, row_schema
+from owa_builders.fsl.stage import iter_fsl_tables, row_schema
 from owa_builders.fsl.tokenizer import TOKENIZER_FOLDER, prepare_tokenizer
 
 logger = logging.getLogger("owa_builders")
@@ -58,7 +58,7 @@ class OwaFsl(EventRowsBuilder):
                                             self.config.resolved_image_pattern(), self.config.pad_token)
 
     def _convert_episode(self, rows, accounting):
-        return iter_episode_tables(rows, self.config, self._tokenizer, accounting)
+        return iter_fsl_tables(rows, self.config, self._tokenizer, accounting)
 
     def _dataset_metadata(self) -> dict:
         self._tokenizer.save(Path(self.build_folder, TOKENIZER_FOLDER))  # the ids of the rows go with them

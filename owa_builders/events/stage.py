@@ -176,7 +176,7 @@ class _TopicPolicy:
         self.interval: int | None = None
 
 
-def iter_episode_tables(
+def iter_event_tables(
     episode: Episode, settings: EventsSettings, accounting: Accounting, rows_per_table: int = ROWS_PER_TABLE
 ) -> Iterator[pa.Table]:
     """Convert one episode to event rows (tables of `EVENT_SCHEMA`), adding its counts to `accounting`."""
@@ -304,5 +304,5 @@ class _TableMaker:
 def convert_episode(episode: Episode, settings: EventsSettings) -> tuple[pa.Table, Accounting]:
     """One episode's rows as a single table, with its accounting (for tools and distributed engines)."""
     accounting = Accounting()
-    tables = list(iter_episode_tables(episode, settings, accounting))
+    tables = list(iter_event_tables(episode, settings, accounting))
     return (pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()), accounting

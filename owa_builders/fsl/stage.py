@@ -67,7 +67,7 @@ class _Event(NamedTuple):
     text: str | None  # None unless texts are stored
 
 
-def iter_episode_tables(
+def iter_fsl_tables(
     rows: EpisodeRows,
     settings: FslSettings,
     tokenizer: FslTokenizer,
