@@ -221,7 +221,7 @@ def ray_env() -> dict[str, str]:
 
 
 @pytest.mark.ray
-def test_ray_local_instance_equals_load_dataset(recordings, tmp_path, monkeypatch, ray_env):
+def test_ray_local_instance_equals_load_dataset(recordings, with_a_bad_recording, tmp_path, monkeypatch, ray_env):
     for key, value in ray_env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
@@ -230,6 +230,14 @@ def test_ray_local_instance_equals_load_dataset(recordings, tmp_path, monkeypatc
                                         num_proc=2, progress=False, test_size=0.4)
     assert (report.converted, report.reused) == (5, 0)
     _assert_same_as(reference, metadata, tmp_path / "out", tmp_path / "loaded")
+
+    # an error in a worker is the error a local build raises, not Ray's wrapper with the remote traceback
+    with pytest.raises(McapFormatError) as local:
+        owa_builders.build_dataset("owa_events", "default", with_a_bad_recording, tmp_path / "bad", progress=False)
+    with pytest.raises(McapFormatError) as remote:
+        owa_builders.build_dataset("owa_events", "default", with_a_bad_recording, tmp_path / "bad", engine="ray",
+                                   num_proc=2, progress=False)
+    assert type(remote.value) is type(local.value) and str(remote.value) == str(local.value)
 
 
 @pytest.mark.ray
