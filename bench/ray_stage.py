@@ -56,29 +56,27 @@ def timed_build(data_dir: Path, engine: str, num_proc: int) -> float:
         return time.perf_counter() - start
 
 
-def timed_builds_in_process(data_dir: Path, repeats: int) -> dict[str, float]:
-    """build_dataset with Ray started once beforehand (2 CPUs), fastest of `repeats`, per setting."""
+def timed_builds_in_process(data_dir: Path, repeats: int) -> tuple[dict[str, float], dict[str, float]]:
+    """build_dataset with Ray started once beforehand (2 CPUs), fastest of `repeats`, per setting: the whole
+    call, and its conversion phase (first episode sent to last one committed)."""
     import ray
 
     import owa_builders
 
-    times = {}
+    times, conversions = {}, {}
     with tempfile.TemporaryDirectory(prefix="ray_bench_") as scratch:
         ray.init(num_cpus=2, include_dashboard=False, _temp_dir=scratch, logging_level="ERROR")
         try:
             for name, engine, num_proc in [("local_1", "local", 1), ("local_2", "local", 2), ("ray_1", "ray", 1),
                                            ("ray_2", "ray", 2)]:
-                runs = []
-                for repeat in range(repeats):
-                    output = Path(scratch, f"{name}_{repeat}")
-                    start = time.perf_counter()
-                    owa_builders.build_dataset("owa_events", "desktop", data_dir, output, engine=engine,
-                                               num_proc=num_proc, progress=False)
-                    runs.append(time.perf_counter() - start)
-                times[name] = min(runs)
+                reports = [owa_builders.build_dataset("owa_events", "desktop", data_dir, Path(scratch, f"{name}_{i}"),
+                                                      engine=engine, num_proc=num_proc, progress=False)
+                           for i in range(repeats)]
+                times[name] = min(report.seconds for report in reports)
+                conversions[name] = min(report.conversion_seconds for report in reports)
         finally:
             ray.shutdown()
-    return times
+    return times, conversions
 
 
 def main() -> None:
@@ -95,7 +93,7 @@ def main() -> None:
     for name, engine, num_proc in [("local_1", "local", 1), ("ray_1", "ray", 1), ("ray_2", "ray", 2),
                                    ("local_2", "local", 2)]:
         runs[name] = min(timed_build(data_dir, engine, num_proc) for _ in range(args.repeats))
-    started = timed_builds_in_process(data_dir, args.repeats)
+    started, conversion = timed_builds_in_process(data_dir, args.repeats)
     print(json.dumps({
         "episodes": args.episodes, "recorded_minutes": recorded_s / 60, "cpus": os.cpu_count(),
         "mcap_bytes_per_recorded_hour": round(mcap_bytes / (recorded_s / 3600)),
@@ -111,6 +109,9 @@ def main() -> None:
             "local_speedup_1_to_2_processes": round(started["local_1"] / started["local_2"], 2),
             "ray_overhead_at_1_worker_s": round(started["ray_1"] - started["local_1"], 2),
             "seconds_per_episode_ray_1": round(started["ray_1"] / args.episodes, 2),
+            "conversion_s": {name: round(seconds, 2) for name, seconds in conversion.items()},
+            "conversion_ray_speedup_1_to_2_workers": round(conversion["ray_1"] / conversion["ray_2"], 2),
+            "conversion_local_speedup_1_to_2_processes": round(conversion["local_1"] / conversion["local_2"], 2),
         },
     }, indent=1))
 
