@@ -58,8 +58,10 @@ class FslSettings(EventInputSettings):
     def validate(self) -> None:
         """Raise ValueError naming the first field whose value cannot work."""
         if not self.tokenizer:
-            raise ValueError("tokenizer: name a tokenizer (Hub name or local folder), or use a named config "
-                             "(configs/fsl_*.yaml)")
+            from .._registry import builder_class
+
+            named = ", ".join(config.name for config in builder_class("owa_fsl").BUILDER_CONFIGS)
+            raise ValueError(f"tokenizer: name a tokenizer (Hub name or local folder), or use a named config: {named}")
         self._validate_image_pattern()
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {self.encoder!r}")
