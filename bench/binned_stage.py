@@ -30,7 +30,7 @@ CACHE = Path(__file__).resolve().parent / "out" / "hf_cache"  # event rows, buil
 def event_rows(minutes: int, events_config: str):
     """The recording's event rows (one episode) with an owa_events named config, built once and cached."""
     import owa_builders  # noqa: F401  (registers the builders)
-    from owa_builders.events.source import load_event_splits
+    from owa_builders.events.event_input import load_event_splits
 
     (episode,) = load_event_splits(recording(minutes).parent, events_config, cache_dir=str(CACHE)).splits["train"]
     return episode
@@ -74,7 +74,7 @@ def peak_arrow_mb(minutes: int, events_config: str) -> float:
     """Peak Arrow memory of binning one recording's (memory-mapped) event rows, in a fresh process.
 
     Only what binning allocates: a pool tracking its own peak is installed once the event rows are loaded
-    (cutting a split into episodes allocates in proportion to the split, in events/source.py)."""
+    (cutting a split into episodes allocates in proportion to the split, in events/event_input.py)."""
     event_rows(minutes, events_config)  # build the event rows here, not in the measured process
     code = (
         f"import sys, pyarrow; sys.path.insert(0, {str(Path(__file__).parent)!r}); import binned_stage; "

@@ -36,7 +36,7 @@ STAGE_ONE_CACHE = OUT / "hf_cache"
 
 
 def episode_rows(minutes: int):
-    from owa_builders.events.source import load_event_splits
+    from owa_builders.events.event_input import load_event_splits
 
     (rows,) = load_event_splits(recording(minutes).parent, "desktop", cache_dir=str(STAGE_ONE_CACHE)).splits["train"]
     return rows
@@ -123,7 +123,7 @@ def reference_rows(folder: Path) -> dict[str, tuple]:
     import pyarrow as pa
 
     from owa_builders.accounting import Accounting
-    from owa_builders.events.source import load_event_splits
+    from owa_builders.events.event_input import load_event_splits
     from owa_builders.fsl.encoders import ENCODERS
     from owa_builders.fsl.settings import FslSettings
     from owa_builders.fsl.stage import iter_fsl_tables

@@ -19,7 +19,7 @@ import importlib
 
 from ._registry import BUILDERS, builder_class, register_builders
 from .accounting import Accounting
-from .hf import read_accounting, read_dataset_metadata
+from .metadata import DatasetMetadata, read_accounting, read_dataset_metadata
 
 __version__ = "0.1.0"
 
@@ -33,7 +33,7 @@ _LAZY = {
     "PushReport": "publish", "load_from_hub": "publish", "push_dataset": "publish",
 }
 
-__all__ = ["Accounting", "BUILDERS", "builder_class", "read_accounting", "read_dataset_metadata",
+__all__ = ["Accounting", "BUILDERS", "DatasetMetadata", "builder_class", "read_accounting", "read_dataset_metadata",
            "register_builders", *_LAZY]
 
 

@@ -21,9 +21,9 @@ _PACKAGE = Path(__file__).resolve().parent
 
 # builder name -> library parts (relative to owa_builders/) whose code affects its rows
 BUILDERS: dict[str, tuple[str, ...]] = {
-    "owa_events": ("recordings", "events", "payloads.py", "accounting.py", "hf.py"),
-    "owa_binned": ("recordings", "events", "binned", "payloads.py", "accounting.py", "hf.py"),
-    "owa_fsl": ("recordings", "events", "fsl", "payloads.py", "accounting.py", "hf.py"),
+    "owa_events": ("recordings", "events", "payloads.py", "accounting.py", "builder_base.py"),
+    "owa_binned": ("recordings", "events", "binned", "payloads.py", "accounting.py", "builder_base.py"),
+    "owa_fsl": ("recordings", "events", "fsl", "payloads.py", "accounting.py", "builder_base.py"),
 }
 
 

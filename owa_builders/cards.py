@@ -17,6 +17,7 @@ from huggingface_hub import DatasetCard
 from .accounting import Accounting
 from .media.roots import HUB_MEDIA_FOLDER
 from .media.transforms import STAGE_OF_BUILDER
+from .metadata import DatasetMetadata
 
 CARD_TAGS = ("owa", "owamcap", "desktop-agent", "mcap", "owa-builders")
 DEFAULT_LICENSE = "unknown"  # the recordings' license is the publisher's to state; "other" would need a name
@@ -24,12 +25,12 @@ _START = "<!-- owa-builders: generated from each config's owa_dataset.json, repl
 _END = "<!-- /owa-builders -->"
 
 
-def render_card(existing: DatasetCard | None, repo_id: str, configs: dict[str, dict], license: str | None) -> str:
+def render_card(existing: DatasetCard | None, repo_id: str, configs: dict[str, DatasetMetadata], license: str | None) -> str:
     """README.md for `repo_id` whose owa configs are `configs` (name -> its published owa_dataset.json),
     keeping what `existing` (the repository's card, if any) holds outside our part."""
     card = existing or DatasetCard("---\n{}\n---\n")
     card.data.license = license or card.data.license or DEFAULT_LICENSE
-    stages = {STAGE_OF_BUILDER[metadata["builder"]] for metadata in configs.values()}
+    stages = {STAGE_OF_BUILDER[metadata.builder] for metadata in configs.values()}
     tags = set(card.data.get("tags") or ()) | set(CARD_TAGS) | {f"owa-{stage}" for stage in stages}
     card.data.tags = sorted(tags)
     ours = f"{_START}\n{_prose(repo_id, configs)}\n{_END}"
@@ -41,15 +42,15 @@ def render_card(existing: DatasetCard | None, repo_id: str, configs: dict[str, d
     return str(card)
 
 
-def _prose(repo_id: str, configs: dict[str, dict]) -> str:
+def _prose(repo_id: str, configs: dict[str, DatasetMetadata]) -> str:
     names = sorted(configs)
     table = "\n".join(
-        f"| `{name}` | {m['builder']} | {m['version']} | {m['published']['episodes']} | "
-        f"{m['published']['duration_s'] / 3600:.2f} | "
-        f"{', '.join(f'{split} {n}' for split, n in m['published']['rows'].items())} |"
+        f"| `{name}` | {m.builder} | {m.version} | {m.published['episodes']} | "
+        f"{m.published['duration_s'] / 3600:.2f} | "
+        f"{', '.join(f'{split} {n}' for split, n in m.published['rows'].items())} |"
         for name, m in ((name, configs[name]) for name in names)
     )
-    example = next((name for name in names if configs[name]["builder"] == "owa_fsl"), names[0])
+    example = next((name for name in names if configs[name].builder == "owa_fsl"), names[0])
     return f"""# {repo_id}
 
 Desktop recordings (OWAMcap: screen video, keyboard, mouse) converted into training datasets with
@@ -68,10 +69,10 @@ video the rows reference, laid out as the recordings were: a screen message's fr
 {"".join(_config_section(name, configs[name]) for name in names)}"""
 
 
-def _usage(repo_id: str, config: str, metadata: dict) -> str:
+def _usage(repo_id: str, config: str, metadata: DatasetMetadata) -> str:
     """How to load the rows (with datasets alone) and train on them (with owa-builders), for `config`."""
-    stage = STAGE_OF_BUILDER[metadata["builder"]]
-    split = next(iter(metadata["published"]["rows"]))
+    stage = STAGE_OF_BUILDER[metadata.builder]
+    split = next(iter(metadata.published["rows"]))
     fsl = """
 import torch
 from owa_builders.fsl.tokenizer import load_fsl_tokenizer
@@ -110,30 +111,30 @@ rows.set_transform(owa_builders.make_transform(rows, stage="{stage}", media_root
 """
 
 
-def _config_section(name: str, metadata: dict) -> str:
-    published = metadata["published"]
+def _config_section(name: str, metadata: DatasetMetadata) -> str:
+    published = metadata.published
     lines = [
         f"\n### `{name}`\n",
-        (f"{metadata['builder']} {metadata['version']} (builder config `{metadata['config']}`, pushed with "
+        (f"{metadata.builder} {metadata.version} (builder config `{metadata.config}`, pushed with "
          f"owa-builders {published['owa_builders']}): "
          f"{sum(published['rows'].values())} rows from {published['episodes']} episodes, "
          f"{published['duration_s'] / 3600:.2f} hours ({published['duration_s']:.0f} s, first to last timestamp "
          "of each episode's rows).\n"),
         "Config values:\n",
-        _block(yaml.safe_dump(metadata["settings"], sort_keys=False, default_flow_style=None), "yaml"),
+        _block(yaml.safe_dump(metadata.settings, sort_keys=False, default_flow_style=None), "yaml"),
         "Accounting (messages read, kept, dropped by reason):\n",
-        _block(Accounting.from_dict(metadata["accounting"]["total"]).summary()),
+        _block(Accounting.from_dict(metadata.accounting["total"]).summary()),
     ]
-    if "events" in metadata:
-        events = metadata["events"]
+    if metadata.events is not None:
+        events = metadata.events
         lines += [f"From events config `{events['config']}` of {events['builder']}, whose accounting is:\n",
                   _block(Accounting.from_dict(events["accounting"]["total"]).summary())]
-    if "fill" in metadata:
-        fill = metadata["fill"]["total"]
+    if metadata.fill is not None:
+        fill = metadata.fill["total"]
         lines.append(f"Fill: {fill['fill']:.2%} of the ids are not padding ({fill['tokens']} tokens in "
                      f"{fill['rows']} rows).\n")
-    if "tokenizer" in metadata:
-        tokenizer = metadata["tokenizer"]
+    if metadata.tokenizer is not None:
+        tokenizer = metadata.tokenizer
         lines.append(f"Tokenizer: `{tokenizer['source']}` expanded to {tokenizer['vocabulary_size']} tokens, "
                      f"in `{name}/{tokenizer['folder']}/`; vocabulary sha256 `{tokenizer['vocabulary_hash']}`.\n")
         if tokenizer.get("stand_in"):

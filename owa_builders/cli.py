@@ -68,6 +68,7 @@ def _build(args: argparse.Namespace) -> int:
 
     import owa_builders
     from owa_builders.config_files import read_config_file
+    from owa_builders.summary import summarize_dataset
 
     if args.config:
         kwargs = read_config_file(args.config).load_dataset_kwargs()
@@ -84,7 +85,7 @@ def _build(args: argparse.Namespace) -> int:
         report = owa_builders.build_dataset(kwargs.pop("path"), kwargs.pop("name"), args.data_dir, args.output_dir,
                                             engine=args.engine, num_proc=args.num_proc, ray_address=args.ray_address,
                                             progress=not args.quiet, cache_dir=args.cache_dir, **kwargs)
-        print(_summarize_folder(args.output_dir).render())
+        print(summarize_dataset(args.output_dir).render())
         print(f"\nwrote {args.output_dir} ({report.converted} episode(s) converted, {report.reused} reused "
               f"from an earlier run, {report.seconds:.1f} s)")
         return 0
@@ -96,23 +97,11 @@ def _build(args: argparse.Namespace) -> int:
                                     cache_dir=args.cache_dir)
     if args.output_dir:
         owa_builders.save_to_disk(dataset, args.output_dir)  # with owa_dataset.json (and the fsl tokenizer)
-        print(_summarize_folder(args.output_dir).render())
+        print(summarize_dataset(args.output_dir).render())
         print(f"\nsaved to {args.output_dir}")
     else:
-        from owa_builders.summary import summarize_dataset
-
         print(summarize_dataset(dataset).render())
     return 0
-
-
-def _summarize_folder(path: str):
-    """The summary of a dataset folder (saved by save_to_disk, or a parquet folder), naming that folder."""
-    import dataclasses
-
-    import owa_builders
-    from owa_builders.summary import summarize_dataset
-
-    return dataclasses.replace(summarize_dataset(owa_builders.load_from_disk(path)), path=path)
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
@@ -141,8 +130,9 @@ def _summary_recordings(args: argparse.Namespace) -> int:
 
 def _summary_dataset(args: argparse.Namespace) -> int:
     import owa_builders
+    from owa_builders.summary import summarize_dataset
 
-    summary = _summarize_folder(args.path)
+    summary = summarize_dataset(args.path)
     print(json.dumps(summary.to_dict(), indent=1) if args.json else summary.render())
     if args.plot:
         from owa_builders.plots import plot_dataset
@@ -166,7 +156,7 @@ def _push(args: argparse.Namespace) -> int:
 
 BUILD_EXAMPLES = """\
 examples:
-  # stage 1, recordings → event dataset (the seed's 01_raw_events_to_event_dataset.py)
+  # stage 1, recordings → event dataset (upstream owa-data: 01_raw_events_to_event_dataset.py)
   owa-builders build --config configs/events_desktop.yaml --data-dir recordings/ --output-dir event-dataset/
   # stage 2, event dataset → fsl dataset (02_event_to_fsl.py); offline, point tokenizer at a local copy
   owa-builders build --config configs/fsl_internvl3.yaml --data-dir event-dataset/ --output-dir fsl-dataset/ \\

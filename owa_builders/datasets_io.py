@@ -1,4 +1,4 @@
-"""Saving and loading our datasets as folders, with the seed's method form of the transform:
+"""Saving and loading our datasets as folders, with the method form of the transform (as in upstream owa-data):
 
     save_to_disk(dataset, "fsl-dataset/")       # rows, with what the builder left beside them
     dataset = load_from_disk("fsl-dataset/")
@@ -14,14 +14,13 @@ owa_dataset.json), putting the companions beside the loaded rows.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import shutil
 from pathlib import Path
 
 import datasets
 
-from .hf import METADATA_FILE, dataset_folder
+from .metadata import METADATA_FILE, DatasetMetadata, dataset_folder
 
 
 def _auto_set_transform(self, *args, **kwargs):
@@ -81,8 +80,8 @@ def save_to_disk(dataset: datasets.Dataset | datasets.DatasetDict, path: str | o
 
 def _copy_companions(source: Path, folders: list[Path]) -> None:
     """Copy owa_dataset.json and what it names (the fsl tokenizer folder) from source into each folder."""
-    metadata = json.loads((source / METADATA_FILE).read_text())
-    companions = [METADATA_FILE] + ([metadata["tokenizer"]["folder"]] if "tokenizer" in metadata else [])
+    metadata = DatasetMetadata.read(source)
+    companions = [METADATA_FILE] + ([metadata.tokenizer["folder"]] if metadata.tokenizer is not None else [])
     for folder, name in itertools.product(folders, companions):
         if (source / name).is_dir():
             shutil.copytree(source / name, folder / name, dirs_exist_ok=True)

@@ -80,10 +80,10 @@ def main(argv: list[str] | None = None) -> int:
                                 tokenizer=str(tokenizer), events_overrides={"test_size": 1})
     metadata = owa_builders.read_dataset_metadata(fsl)
     for split, rows in fsl.items():
-        print(f"  {split}: {rows.num_rows} rows of {metadata['settings']['max_length']} tokens, "
-              f"fill {100 * metadata['fill']['splits'][split]['fill']:.2f}%, "
+        print(f"  {split}: {rows.num_rows} rows of {metadata.settings['max_length']} tokens, "
+              f"fill {100 * metadata.fill['splits'][split]['fill']:.2f}%, "
               f"{sum(rows['num_events'])} events, {sum(rows['num_images'])} image references")
-    print(f"  tokenizer: vocabulary hash {metadata['tokenizer']['vocabulary_hash'][:16]}…, saved with the rows")
+    print(f"  tokenizer: vocabulary hash {metadata.tokenizer['vocabulary_hash'][:16]}…, saved with the rows")
     _print_accounting(fsl)
     saved = args.out / "fsl-dataset"
     owa_builders.save_to_disk(fsl, saved)

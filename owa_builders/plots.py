@@ -28,7 +28,7 @@ from .config_files import load_config
 from .events.settings import EventsSettings
 from .events.stage import convert_episode, survey_episode
 from .fsl.tokenizer import FslTokenizer
-from .hf import read_dataset_metadata
+from .metadata import DatasetMetadata, read_dataset_metadata
 from .recordings.episodes import Episode
 from .summary import EpisodeScan, RecordingsSummary, summarize_dataset
 from .units import NS_PER_S
@@ -156,18 +156,20 @@ def _file_stem(episode_path: str) -> str:
 
 def plot_fsl_row(
     dataset_row: Mapping,
-    tokenizer_or_metadata: FslTokenizer | Mapping,
+    tokenizer_or_metadata: FslTokenizer | DatasetMetadata | Mapping,
     out_png: str | os.PathLike,
     episode_start: bool = False,
 ) -> Path:
     """Draw one owa_fsl row (a dict of its columns). `tokenizer_or_metadata`: the `FslTokenizer` it was built with,
-    or the dataset's metadata (`read_dataset_metadata`, or its "tokenizer" entry), for the image token ids.
+    or the dataset's metadata (`read_dataset_metadata`), or its tokenizer entry, for the image token ids.
     `episode_start`: the row is its episode's first, so the episode starts at its first token."""
     source = tokenizer_or_metadata
     if isinstance(source, FslTokenizer):
         image_ids = source.image_ids
+    elif isinstance(source, DatasetMetadata):
+        image_ids = source.tokenizer["image_token_ids"]
     else:
-        image_ids = source.get("tokenizer", source)["image_token_ids"]
+        image_ids = source["image_token_ids"]
     ids = np.asarray(dataset_row["input_ids"])
     used = np.asarray(dataset_row["attention_mask"]).astype(bool)
     offsets = np.asarray(dataset_row["event_offsets"], dtype=np.int64)

@@ -28,7 +28,6 @@ no longer referenced, tokenizer files) are deleted. datasets leaves out unchange
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -37,7 +36,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import datasets
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from huggingface_hub import (
@@ -52,10 +50,11 @@ from huggingface_hub.hf_api import RepoFile
 
 from .cards import render_card
 from .datasets_io import OwaDataset, OwaDatasetDict, as_owa_dataset, load_from_disk, parquet_shards
-from .hf import METADATA_FILE, dataset_folder, read_dataset_metadata
 from .media.roots import HUB_MEDIA_FOLDER, HubMediaRoot, LocalMediaRoot, media_root_for
 from .media.transforms import STAGE_OF_BUILDER, Stage
-from .payloads import SCREEN_CAPTURED
+from .metadata import METADATA_FILE, DatasetMetadata, dataset_folder, read_dataset_metadata
+from .payloads import SCREEN_CAPTURED, screen_media_uri
+from .units import NS_PER_S
 
 DATA_FOLDER = "data"  # a config's parquet shards: <config>/data/
 LARGE_FOLDER_BYTES = 5 * 10**9  # a parquet folder above this goes up with the resumable folder upload
@@ -143,10 +142,10 @@ def _prepare_push(api: HfApi, dataset, repo_id: str, config_name: str | None, pr
                   license: str | None, media_root) -> _Push:
     """Check what is pushed, create the repository (and branch) if need be, and gather the files beside the rows."""
     metadata = read_dataset_metadata(dataset)
-    stage = STAGE_OF_BUILDER.get(metadata.get("builder"))
+    stage = STAGE_OF_BUILDER.get(metadata.builder)
     if stage is None:
-        raise ValueError(f"not built by one of our builders ({metadata.get('builder')!r}): nothing to publish")
-    config = config_name or metadata["config"]
+        raise ValueError(f"not built by one of our builders ({metadata.builder!r}): nothing to publish")
+    config = config_name or metadata.config
     if not _CONFIG_NAME.fullmatch(config) or config == DATA_FOLDER:
         raise ValueError(f"config name {config!r}: use letters, digits, '_', '-', '.' (and not {DATA_FOLDER!r})")
     recordings = media_root_for(metadata, media_root, allow_external_media=False)
@@ -164,9 +163,9 @@ def _prepare_push(api: HfApi, dataset, repo_id: str, config_name: str | None, pr
 
     published = _published_metadata(metadata, repo_id, config, rows)
     files = {**_media_files(rows, recordings, config), **_tokenizer_files(dataset, metadata, config),
-             f"{config}/{METADATA_FILE}": json.dumps(published, indent=1).encode()}
+             f"{config}/{METADATA_FILE}": published.to_json().encode()}
     files[CARD_FILE] = _card(api, repo_id, head, remote, {config: published}, license)
-    message = f"Upload {config} ({metadata['builder']} {metadata['version']}) with owa-builders"
+    message = f"Upload {config} ({metadata.builder} {metadata.version}) with owa-builders"
     return _Push(repo_id, config, head, remote, files, message)
 
 
@@ -242,15 +241,14 @@ def load_from_hub(
     commit = HfApi().repo_info(repo_id, repo_type="dataset", revision=revision).sha
     loaded = datasets.load_dataset(repo_id, config, revision=commit, split=split, **load_kwargs)
     metadata_path = hf_hub_download(repo_id, f"{config}/{METADATA_FILE}", repo_type="dataset", revision=commit)
-    metadata = json.loads(Path(metadata_path).read_text())
-    metadata["recordings_root"] = HubMediaRoot(repo_id, config, commit).uri
+    metadata = DatasetMetadata.read(metadata_path).replace(recordings_root=HubMediaRoot(repo_id, config, commit).uri)
     folder = dataset_folder(loaded)
-    if "tokenizer" in metadata:
-        tokenizer = metadata["tokenizer"]["folder"]
+    if metadata.tokenizer is not None:
+        tokenizer = metadata.tokenizer["folder"]
         snapshot = snapshot_download(repo_id, repo_type="dataset", revision=commit,
                                      allow_patterns=f"{config}/{tokenizer}/*")
         shutil.copytree(Path(snapshot, config, tokenizer), folder / tokenizer, dirs_exist_ok=True)
-    (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
+    metadata.write(folder)
     return as_owa_dataset(loaded)
 
 
@@ -269,7 +267,7 @@ def _summarize_rows(splits: dict[str, datasets.Dataset], stage: Stage) -> _RowsS
                 known = summary.spans.get(episode, (first, last))
                 summary.spans[episode] = (min(known[0], first), max(known[1], last))
             for episode, payload in _screen_payloads(batch, stage, screen_column):
-                summary.media[(episode, orjson.loads(payload)["media_ref"]["uri"])] = None
+                summary.media[(episode, screen_media_uri(payload))] = None
     return summary
 
 
@@ -296,31 +294,31 @@ def _media_files(rows: _RowsSummary, recordings: LocalMediaRoot, config: str) ->
     return files
 
 
-def _published_metadata(metadata: dict, repo_id: str, config: str, rows: _RowsSummary) -> dict:
+def _published_metadata(metadata: DatasetMetadata, repo_id: str, config: str, rows: _RowsSummary) -> DatasetMetadata:
     """The dataset's metadata as the repository keeps it: its media in the repository, and what the rows hold."""
-    duration_s = sum(last - first for first, last in rows.spans.values()) / 1e9
-    return {**metadata, "recordings_root": f"hf://datasets/{repo_id}/{config}/{HUB_MEDIA_FOLDER}",
-            "published": {"rows": rows.rows, "episodes": len(rows.spans), "duration_s": duration_s,
-                          "owa_builders": version("owa-builders")}}
+    duration_s = sum(last - first for first, last in rows.spans.values()) / NS_PER_S
+    return metadata.replace(recordings_root=f"hf://datasets/{repo_id}/{config}/{HUB_MEDIA_FOLDER}",
+                            published={"rows": rows.rows, "episodes": len(rows.spans), "duration_s": duration_s,
+                                       "owa_builders": version("owa-builders")})
 
 
-def _card(api: HfApi, repo_id: str, head: str, remote: dict[str, RepoFile], pushed: dict[str, dict],
+def _card(api: HfApi, repo_id: str, head: str, remote: dict[str, RepoFile], pushed: dict[str, DatasetMetadata],
           license: str | None) -> bytes:
     """The repository's card rendered for all its configs of ours: those it has and the one being pushed."""
     def download(path: str) -> Path:
         return Path(api.hf_hub_download(repo_id, path, repo_type="dataset", revision=head))
 
-    configs = {path.split("/")[0]: json.loads(download(path).read_text())
+    configs = {path.split("/")[0]: DatasetMetadata.read(download(path))
                for path in remote if path.count("/") == 1 and path.endswith(f"/{METADATA_FILE}")}
     card = DatasetCard.load(download(CARD_FILE)) if CARD_FILE in remote else None
     return render_card(card, repo_id, configs | pushed, license).encode()
 
 
-def _tokenizer_files(dataset, metadata: dict, config: str) -> dict[str, Path]:
+def _tokenizer_files(dataset, metadata: DatasetMetadata, config: str) -> dict[str, Path]:
     """Repository path -> local file of the expanded tokenizer saved beside fsl rows (none for other stages)."""
-    if "tokenizer" not in metadata:
+    if metadata.tokenizer is None:
         return {}
-    name = metadata["tokenizer"]["folder"]
+    name = metadata.tokenizer["folder"]
     folder = dataset_folder(dataset) / name
     return {f"{config}/{name}/{path.relative_to(folder).as_posix()}": path
             for path in sorted(folder.rglob("*")) if path.is_file()}

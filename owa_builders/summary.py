@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .accounting import Accounting
 from .events.settings import EventsSettings
 from .events.stage import Survey, survey_episode
-from .hf import dataset_folder, read_dataset_metadata
+from .metadata import dataset_folder, read_dataset_metadata
 from .payloads import KEYBOARD_EVENT, MOUSE_EVENT, RAW_MOUSE_EVENT, SCREEN_CAPTURED, Drop, screen_media_uri
 from .recordings.episodes import Episode, find_episodes, locate_media, open_episode
 from .recordings.errors import BadRecordingError, MediaReferenceError
@@ -293,9 +293,12 @@ def _indent(accounting: dict) -> str:
 def summarize_dataset(
     dataset_or_folder: datasets.Dataset | datasets.DatasetDict | str | os.PathLike,
 ) -> DatasetSummary:
-    """Summarize a dataset built by one of our builders: loaded, or a folder saved by `owa_builders.save_to_disk`."""
+    """Summarize a dataset built by one of our builders: loaded, or a folder (`owa_builders.save_to_disk`'s, or
+    the parquet layout of `build_dataset`)."""
     if isinstance(dataset_or_folder, (str, os.PathLike)):
-        dataset = datasets.load_from_disk(os.fspath(dataset_or_folder))
+        from .datasets_io import load_from_disk
+
+        dataset = load_from_disk(dataset_or_folder)
         path = os.fspath(dataset_or_folder)
     else:
         dataset, path = dataset_or_folder, str(dataset_folder(dataset_or_folder))
@@ -303,15 +306,15 @@ def summarize_dataset(
     splits = dataset if isinstance(dataset, datasets.DatasetDict) else {str(dataset.split or "all"): dataset}
     return DatasetSummary(
         path=path,
-        builder=metadata["builder"],
-        config=metadata["config"],
-        version=metadata["version"],
+        builder=metadata.builder,
+        config=metadata.config,
+        version=metadata.version,
         rows={name: split.num_rows for name, split in splits.items()},
-        settings=metadata["settings"],
-        recordings_root=metadata.get("recordings_root"),
-        accounting=metadata["accounting"],
-        fill=metadata.get("fill"),
-        tokenizer=metadata.get("tokenizer"),
-        events=metadata.get("events"),
+        settings=metadata.settings,
+        recordings_root=metadata.recordings_root,
+        accounting=metadata.accounting,
+        fill=metadata.fill,
+        tokenizer=metadata.tokenizer,
+        events=metadata.events,
     )
 

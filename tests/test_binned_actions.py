@@ -17,10 +17,15 @@ from owa.msgs.desktop.mouse import MouseEvent, RawMouseEvent
 from owa.msgs.desktop.screen import ScreenCaptured
 
 from owa_builders.accounting import Accounting
-from owa_builders.binned.actions import ACTION_VECTOR_LENGTH, ACTION_VECTOR_SEGMENTS, SEGMENT_START, action_vector_layout
+from owa_builders.binned.actions import (
+    ACTION_VECTOR_LENGTH,
+    ACTION_VECTOR_SEGMENTS,
+    SEGMENT_START,
+    action_vector_layout,
+)
 from owa_builders.binned.settings import BinnedSettings
 from owa_builders.binned.stage import BINNED_SCHEMA, iter_binned_tables
-from owa_builders.events.source import episode_rows
+from owa_builders.events.event_input import episode_rows
 from owa_builders.events.stage import EVENT_SCHEMA
 
 MS = 1_000_000

@@ -59,11 +59,11 @@ def test_from_recordings_every_action_is_in_exactly_one_bin(recordings, tmp_path
         assert sum(len(state) for state, carried in zip(bins["state"], bins["state_carried"]) if not carried) == \
             episode["topic"].count("screen")
     metadata = owa_builders.read_dataset_metadata(binned)
-    assert metadata["recordings_root"] == str(recordings)
-    assert metadata["events"]["config"] == "desktop"
-    assert metadata["message_types"] == {"keyboard": "desktop/KeyboardEvent", "mouse/raw": "desktop/RawMouseEvent",
+    assert metadata.recordings_root == str(recordings)
+    assert metadata.events["config"] == "desktop"
+    assert metadata.message_types == {"keyboard": "desktop/KeyboardEvent", "mouse/raw": "desktop/RawMouseEvent",
                                          "screen": "desktop/ScreenCaptured"}
-    accounting = metadata["accounting"]["total"]
+    accounting = metadata.accounting["total"]
     assert accounting["totals"]["read"] == accounting["totals"]["kept"] == events.num_rows
 
 
@@ -103,7 +103,7 @@ def test_hand_made_recording_gives_exact_rows(tmp_path):
     assert [(r["bin_idx"], r["timestamp_ns"] - T0, r["state_carried"], r["action_topics"]) for r in rows] == [
         (0, 0, False, ["keyboard"]), (1, 100 * MS, False, []), (2, 200 * MS, False, []), (3, 300 * MS, True, ["mouse/raw"])]
     assert [r["state_timestamps_ns"] for r in rows] == [[], [], [T0 + 250 * MS], [T0 + 250 * MS]]
-    types = owa_builders.read_dataset_metadata(dataset)["message_types"]
+    types = owa_builders.read_dataset_metadata(dataset).message_types
 
     def decode(topic, payload):
         return MESSAGES[types[topic]].model_validate_json(payload)
@@ -120,12 +120,12 @@ def test_event_dataset_on_disk_gives_the_rows_of_the_recordings(recordings, tmp_
     owa_builders.save_to_disk(events, saved)  # keeps owa_dataset.json (the recordings' root) with the rows
     from_saved = load("owa_binned", saved, "10fps", tmp_path)
     assert table_rows(from_saved["train"]) == table_rows(from_recordings["train"])
-    assert owa_builders.read_dataset_metadata(from_saved)["recordings_root"] == str(recordings)
+    assert owa_builders.read_dataset_metadata(from_saved).recordings_root == str(recordings)
     parquet = tmp_path / "parquet"
     events["train"].to_parquet(str(parquet / "train.parquet"))
     from_parquet = load("owa_binned", parquet, "10fps", tmp_path)
     assert table_rows(from_parquet["train"]) == table_rows(from_recordings["train"])
-    assert owa_builders.read_dataset_metadata(from_parquet)["recordings_root"] is None  # no sidecar: unknown
+    assert owa_builders.read_dataset_metadata(from_parquet).recordings_root is None  # no sidecar: unknown
 
 
 def test_splits_follow_the_events_and_num_proc_gives_identical_rows(recordings, tmp_path):
@@ -179,7 +179,7 @@ def test_bad_recordings_follow_on_bad_files_and_are_listed(recordings, tmp_path)
         load("owa_binned", root, "10fps", tmp_path)
     dataset = load("owa_binned", root, "10fps", tmp_path, on_bad_files="skip")
     assert dataset["train"].unique("episode_path") == ["episode_000.mcap"]
-    skipped = owa_builders.read_dataset_metadata(dataset)["events"]["accounting"]["total"]["skipped_files"]
+    skipped = owa_builders.read_dataset_metadata(dataset).events["accounting"]["total"]["skipped_files"]
     assert [(s["path"], s["reason"]) for s in skipped] == [("episode_001.mcap", "truncated")]
 
 
@@ -220,7 +220,7 @@ def test_numeric_motion_sums_to_the_kept_raw_motion_under_desktop(recordings, tm
     assert sum(binned["mouse_dy"]) == sum(m["last_y"] for m in moves)
     assert set(binned["mouse_x"]) == {None}  # desktop keeps no absolute mouse events
     assert binned.features["action"] == datasets.List(datasets.Value("float32"), length=ACTION_VECTOR_LENGTH)
-    assert owa_builders.read_dataset_metadata(binned)["action_vector"] == action_vector_layout()
+    assert owa_builders.read_dataset_metadata(binned).action_vector == action_vector_layout()
 
 
 def test_absolute_mouse_recording_gives_the_cursor_and_clicks(tmp_path):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from owa_builders.accounting import Accounting, TopicCounts
 from owa_builders.binned.settings import BinnedSettings
 from owa_builders.binned.stage import BINNED_SCHEMA, iter_binned_tables
-from owa_builders.events.source import episode_rows
+from owa_builders.events.event_input import episode_rows
 from owa_builders.events.stage import EVENT_SCHEMA
 
 MS = 1_000_000

@@ -147,7 +147,7 @@ def test_cli_build_saves_the_dataset_with_its_metadata(recordings, tmp_path):
     assert f"owa_events/desktop, version {named_config('owa_events', 'desktop').version}" in result.stdout and "rows: train" in result.stdout
     assert ", test " in result.stdout and "TOTAL" in result.stdout
     saved = datasets.load_from_disk(str(out))
-    assert set(saved) == {"train", "test"} and owa_builders.read_dataset_metadata(saved)["config"] == "desktop"
+    assert set(saved) == {"train", "test"} and owa_builders.read_dataset_metadata(saved).config == "desktop"
 
 
 def test_cli_names_the_bad_file_and_exits_1(recordings, tmp_path):

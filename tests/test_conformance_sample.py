@@ -7,6 +7,7 @@ from collections import Counter
 import datasets
 import orjson
 from mcap.reader import make_reader
+from recording_fixtures import one_by_one_slots
 
 import owa_builders
 from owa_builders.config_files import named_config
@@ -14,7 +15,6 @@ from owa_builders.events.settings import EventsSettings
 from owa_builders.events.stage import convert_episode
 from owa_builders.recordings.episodes import Episode
 from owa_builders.summary import summarize_recordings
-from recording_fixtures import one_by_one_slots
 
 
 def test_sample_converts_every_message_unchanged(shared_samples):

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import owa_builders
-from owa_builders.hf import METADATA_FILE
+from owa_builders.metadata import METADATA_FILE
 
 PROJECT = Path(__file__).resolve().parents[1]
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from owa_builders.fsl.digit_events import POSITION_RANGE
 from owa_builders.fsl.encoders import DEFAULT_ENCODER, ENCODERS, get_encoder
-from owa_builders.payloads import MOUSE_BUTTONS
 from owa_builders.fsl.tokens import IMAGE_PLACEHOLDER, TIME_UNIT_NS
+from owa_builders.payloads import MOUSE_BUTTONS
 
 SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "spec"
 DIGIT_ENCODERS = ("factorized", "hierarchical")

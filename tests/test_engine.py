@@ -21,7 +21,7 @@ from test_publish import hub  # noqa: F401 (the local Hub fixture)
 import owa_builders
 from owa_builders.cli import main
 from owa_builders.engine.parquet_output import WORK_FOLDER
-from owa_builders.hf import METADATA_FILE, dataset_folder
+from owa_builders.metadata import METADATA_FILE, dataset_folder
 from owa_builders.recordings.errors import McapFormatError
 from owa_builders.synth import SynthProfile, synthesize_recordings
 
@@ -110,7 +110,7 @@ def test_plain_datasets_loads_it_without_owa_builders(recordings, tmp_path):
 def test_load_from_disk_summary_and_transform_work_on_it(recordings, tmp_path, capsys):
     owa_builders.build_dataset("owa_events", "desktop", recordings, tmp_path / "out", progress=False)
     loaded = owa_builders.load_from_disk(tmp_path / "out")
-    assert owa_builders.read_dataset_metadata(loaded) == json.loads((tmp_path / "out" / METADATA_FILE).read_text())
+    assert owa_builders.read_dataset_metadata(loaded) == owa_builders.DatasetMetadata.read(tmp_path / "out")
     loaded["train"].auto_set_transform(stage="events", missing_media="placeholder")  # the videos are empty files
     screens = [row for row in loaded["train"].select(range(50)) if row["topic"] == "screen"]
     assert screens and all(row["image"].mode == "RGB" for row in screens)  # placeholders: the media was looked up
@@ -285,7 +285,7 @@ def test_push_of_a_large_parquet_folder_sends_its_shards_as_they_are(recordings,
     for split in local:
         assert loaded[split].data.table.equals(local[split].data.table)
     from_hub = owa_builders.load_from_hub("tester/large", "desktop", cache_dir=str(tmp_path / "cache"))
-    assert owa_builders.read_dataset_metadata(from_hub)["accounting"] == json.loads(
+    assert owa_builders.read_dataset_metadata(from_hub).accounting == json.loads(
         (tmp_path / "out" / METADATA_FILE).read_text())["accounting"]
 
     uploads = len(hub.uploads)

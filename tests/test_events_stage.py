@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import json
+from collections import Counter
 
 import numpy as np
 import orjson
 import pytest
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from mcap.reader import make_reader
 from recording_fixtures import MS, T0, key, one_by_one_slots, screen, write_recording
 

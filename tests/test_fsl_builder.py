@@ -28,7 +28,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 import owa_builders
 from owa_builders.accounting import Accounting
 from owa_builders.config_files import named_config
-from owa_builders.events.source import load_event_splits
+from owa_builders.events.event_input import load_event_splits
 from owa_builders.fsl.encoders import get_encoder
 from owa_builders.fsl.settings import FslSettings
 from owa_builders.fsl.stage import iter_fsl_tables
@@ -89,16 +89,16 @@ def test_each_named_config_builds_offline_with_a_labelled_stand_in(name, fsl_rec
     assert features["input_ids"] == datasets.List(datasets.Value("int32"), length=4096)
     assert features["attention_mask"] == datasets.List(datasets.Value("int8"), length=4096)
     metadata = owa_builders.read_dataset_metadata(ds)
-    assert metadata["config"] == name and metadata["settings"]["tokenizer"] == str(folder)
-    assert metadata["tokenizer"]["stand_in"] == (folder / STAND_IN_NOTE).read_text()
-    assert metadata["tokenizer"]["image_pattern"]["token"] == IMAGE_PATTERNS[family].token
+    assert metadata.config == name and metadata.settings["tokenizer"] == str(folder)
+    assert metadata.tokenizer["stand_in"] == (folder / STAND_IN_NOTE).read_text()
+    assert metadata.tokenizer["image_pattern"]["token"] == IMAGE_PATTERNS[family].token
     saved = load_fsl_tokenizer(ds)
-    assert vocabulary_hash(saved) == metadata["tokenizer"]["vocabulary_hash"]
+    assert vocabulary_hash(saved) == metadata.tokenizer["vocabulary_hash"]
     check_vocabulary(saved, ds)
     with pytest.raises(ValueError, match="differs"):
         check_vocabulary(AutoTokenizer.from_pretrained(str(folder)), ds)
-    accounting = metadata["accounting"]["total"]
-    assert accounting["totals"]["read"] == metadata["events"]["accounting"]["total"]["totals"]["kept"]
+    accounting = metadata.accounting["total"]
+    assert accounting["totals"]["read"] == metadata.events["accounting"]["total"]["totals"]["kept"]
     assert accounting["totals"]["kept"] == sum(ds["train"]["num_events"]) + sum(ds["test"]["num_events"])
 
 
@@ -110,7 +110,7 @@ def test_the_model_is_never_assumed(fsl_recordings, cache, smolvlm_folder):
     with pytest.raises(ValueError, match="or use a named config: internvl3, internvl3_5, smolvlm2"):
         load(fsl_recordings, None, cache)
     custom = load(fsl_recordings, None, cache, tokenizer=str(smolvlm_folder), image_pattern="smolvlm")
-    assert owa_builders.read_dataset_metadata(custom)["tokenizer"]["image_pattern"]["token"] == "<image>"
+    assert owa_builders.read_dataset_metadata(custom).tokenizer["image_pattern"]["token"] == "<image>"
 
 
 # ---- rows -------------------------------------------------------------------------------------------------
@@ -123,8 +123,8 @@ def test_rows_hold_every_event_once_in_order_as_the_tokenizer_writes_it(encoder,
     prepared = prepare_tokenizer(str(internvl_folder), encoder, IMAGE_PATTERNS["internvl"])
     prepared.tokenizer = load_fsl_tokenizer(ds)  # ids as the saved tokenizer itself writes them
     metadata = owa_builders.read_dataset_metadata(ds)
-    assert metadata["accounting"]["total"]["totals"]["dropped"] == {}
-    length, pad = 4096, metadata["tokenizer"]["pad_token_id"]
+    assert metadata.accounting["total"]["totals"]["dropped"] == {}
+    length, pad = 4096, metadata.tokenizer["pad_token_id"]
     for split in ("train", "test"):
         inputs, rows = by_episode(events[split]), by_episode(ds[split])
         assert list(rows) == list(inputs)  # rows never mix episodes, and keep the episodes' order
@@ -148,7 +148,7 @@ def test_rows_hold_every_event_once_in_order_as_the_tokenizer_writes_it(encoder,
             assert episode_rows[0]["first_timestamp_ns"] == times[0]
             assert episode_rows[-1]["last_timestamp_ns"] == times[-1]
     tokens = sum(sum(ds[s]["num_tokens"]) for s in ds)
-    assert metadata["fill"]["total"] == {"rows": sum(ds.num_rows.values()), "tokens": tokens,
+    assert metadata.fill["total"] == {"rows": sum(ds.num_rows.values()), "tokens": tokens,
                                          "fill": tokens / (sum(ds.num_rows.values()) * length)}
 
 
@@ -191,7 +191,7 @@ def test_golden_sequences_through_the_builder(tmp_path):
             assert [ids for row in got for ids in row_events(row)] == expected
             assert "".join(row["texts"] for row in got) == "".join(event["text"] for event in episode["events"])
             assert [row["num_tokens"] for row in got] == _greedy([len(ids) for ids in expected], max_length)
-    assert owa_builders.read_dataset_metadata(ds)["tokenizer"]["first_added_id"] == golden["tokenizer"]["len_before_expansion"]
+    assert owa_builders.read_dataset_metadata(ds).tokenizer["first_added_id"] == golden["tokenizer"]["len_before_expansion"]
 
 
 def _word_level(vocab: dict[str, int]) -> Tokenizer:
@@ -226,8 +226,8 @@ def test_event_datasets_give_the_same_rows_as_recordings(fsl_recordings, cache, 
         for split in built:
             assert table_rows(built[split]) == table_rows(reference[split])
         metadata = owa_builders.read_dataset_metadata(built)
-        assert metadata["recordings_root"] == root  # media uris resolve against it: known only from a sidecar
-        assert metadata["tokenizer"]["vocabulary_hash"] == owa_builders.read_dataset_metadata(reference)["tokenizer"][
+        assert metadata.recordings_root == root  # media uris resolve against it: known only from a sidecar
+        assert metadata.tokenizer["vocabulary_hash"] == owa_builders.read_dataset_metadata(reference).tokenizer[
             "vocabulary_hash"]
 
 
@@ -265,7 +265,7 @@ def test_num_proc_gives_identical_rows(fsl_recordings, cache, internvl_folder):
     assert len(two["train"].cache_files) == 2  # one file per worker
     assert table_rows(two["train"]) == rows
     again = owa_builders.read_dataset_metadata(two)
-    assert again["accounting"] == metadata["accounting"] and again["fill"] == metadata["fill"]
+    assert again.accounting == metadata.accounting and again.fill == metadata.fill
 
 
 def test_chunks_never_cut_rows(fsl_recordings, cache, internvl_folder):

@@ -246,7 +246,7 @@ def test_conversion_never_imports_transformers(internvl_folder, fsl_recordings, 
     code = f"""
 import sys
 from owa_builders.accounting import Accounting
-from owa_builders.events.source import load_event_splits
+from owa_builders.events.event_input import load_event_splits
 from owa_builders.fsl.settings import FslSettings
 from owa_builders.fsl.stage import iter_fsl_tables
 from owa_builders.fsl.tokenizer import prepare_tokenizer

@@ -126,7 +126,7 @@ def test_the_root_travels_with_a_dataset_saved_elsewhere(events, recordings, tmp
     loaded = owa_builders.load_from_disk(tmp_path / "saved")
     loaded["train"].auto_set_transform(stage="events")
     assert frame_index_from_image(np.asarray(loaded["train"][0]["image"])) == 0
-    assert owa_builders.read_dataset_metadata(loaded)["recordings_root"] == str(recordings)
+    assert owa_builders.read_dataset_metadata(loaded).recordings_root == str(recordings)
 
 
 @pytest.mark.parametrize("uri", ["../outside.mkv", "/tmp/outside.mkv", "https://example.com/outside.mkv"])

@@ -39,8 +39,8 @@ def test_load_dataset_runs_our_builder_with_named_configs(recordings, tmp_path):
     assert set(default["train"].unique("episode_path")) == {f"episode_{i:03d}.mcap" for i in range(4)}
     assert set(desktop["train"].unique("topic")) == {"screen", "keyboard", "mouse/raw"}
     metadata = owa_builders.read_dataset_metadata(desktop)
-    assert metadata["config"] == "desktop" and metadata["settings"]["rate_limits"]["screen"] == {"hz": 20, "policy": "drop"}
-    assert metadata["recordings_root"] == str(recordings)
+    assert metadata.config == "desktop" and metadata.settings["rate_limits"]["screen"] == {"hz": 20, "policy": "drop"}
+    assert metadata.recordings_root == str(recordings)
     accounting = owa_builders.read_accounting(desktop)
     assert accounting["total"]["episodes"] == 4
     assert accounting["total"]["totals"]["read"] == default["train"].num_rows

@@ -96,7 +96,7 @@ def test_fsl_row_colours_each_token_by_what_it_is(fsl, smolvlm_folder, tmp_path)
     cells = {name: count(rgb, color) for name, color in
              {"image": IMAGE, "padding": PADDING, "event": EVENT_A, "other_event": EVENT_B}.items()}
     ids, used = np.array(row["input_ids"]), np.array(row["attention_mask"], dtype=bool)
-    image_tokens = row["num_images"] * len(metadata["tokenizer"]["image_token_ids"])
+    image_tokens = row["num_images"] * len(metadata.tokenizer["image_token_ids"])
     total = sum(cells.values())
     assert cells["image"] / total == pytest.approx(image_tokens / len(ids), abs=0.01)
     assert cells["padding"] / total == pytest.approx((~used).sum() / len(ids), abs=0.01)

@@ -174,11 +174,11 @@ def test_card_lists_every_config_with_its_facts(pushed, built):
     assert {"owa", "desktop-agent", "mcap", "owa-events", "owa-fsl", "owa-binned"} <= set(card.data.tags)
     for dataset in pushed_datasets:
         metadata = owa_builders.read_dataset_metadata(dataset)
-        summary = owa_builders.Accounting.from_dict(metadata["accounting"]["total"]).summary()
-        assert summary in card.text and f"{metadata['builder']} {metadata['version']}" in card.text
+        summary = owa_builders.Accounting.from_dict(metadata.accounting["total"]).summary()
+        assert summary in card.text and f"{metadata.builder} {metadata.version}" in card.text
     assert "max_length: 2048" in card.text and "from 2 episodes" in card.text
     assert f'datasets.load_dataset("{REPO}", "internvl3", split="train")' in card.text
-    assert owa_builders.read_dataset_metadata(fsl)["tokenizer"]["vocabulary_hash"] in card.text
+    assert owa_builders.read_dataset_metadata(fsl).tokenizer["vocabulary_hash"] in card.text
 
     # its examples run (this test's own generated card, not a downloaded one's code)
     session = {}
@@ -191,7 +191,7 @@ def test_card_lists_every_config_with_its_facts(pushed, built):
 
 def test_tokenizer_in_the_repository_has_the_recorded_vocabulary(pushed, built):
     _, _, fsl, _ = built
-    expected = owa_builders.read_dataset_metadata(fsl)["tokenizer"]["vocabulary_hash"]
+    expected = owa_builders.read_dataset_metadata(fsl).tokenizer["vocabulary_hash"]
     published = json.loads(Path(hf_hub_download(REPO, "internvl3/owa_dataset.json", repo_type="dataset")).read_text())
     assert published["tokenizer"]["vocabulary_hash"] == expected
     assert published["recordings_root"] == f"hf://datasets/{REPO}/internvl3/media"

@@ -196,13 +196,13 @@ def test_a_later_stage_reads_a_remote_event_dataset_like_a_local_one(recordings,
     local = tmp_path / "event-dataset"
     for split in events:
         events[split].to_parquet(local / "data" / f"{split}-00000-of-00001.parquet")
-    (local / "owa_dataset.json").write_text(json.dumps(owa_builders.read_dataset_metadata(events)))
+    owa_builders.read_dataset_metadata(events).write(local)
     url = to_memory(local, "memory://owa-test/event-dataset")
 
     remote = datasets.load_dataset("owa_binned", "10fps", data_dir=url, cache_dir=str(tmp_path / "remote"))
     assert rows(remote) == rows(datasets.load_dataset("owa_binned", "10fps", data_dir=str(local),
                                                       cache_dir=str(tmp_path / "local")))
-    assert owa_builders.read_dataset_metadata(remote)["recordings_root"] == str(recordings)
+    assert owa_builders.read_dataset_metadata(remote).recordings_root == str(recordings)
     assert sorted(p.relative_to(next((tmp_path / "remote" / "owa_remote_inputs").iterdir())).as_posix()
                   for p in (tmp_path / "remote" / "owa_remote_inputs").rglob("*") if p.is_file()) == [
         "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet", "owa_dataset.json"]
@@ -232,7 +232,7 @@ def test_the_command_line_builds_from_the_hub_named_by_hf_endpoint(hub, uploaded
     assert requested(hub, before, ".mkv") == [] and requested(hub, before, ".mcap")
     saved = owa_builders.load_from_disk(str(tmp_path / "out"))
     assert rows(saved) == rows(load_events(recordings, tmp_path / "local"))
-    assert owa_builders.read_dataset_metadata(saved)["recordings_root"] == (
+    assert owa_builders.read_dataset_metadata(saved).recordings_root == (
         f"hf://datasets/{REPO}@{commit_of(REPO)}/data")
 
     missing = subprocess.run([sys.executable, "-m", "owa_builders.cli", "build", "owa_events", "--name", "desktop",

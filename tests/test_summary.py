@@ -11,6 +11,7 @@ import pytest
 from recording_fixtures import MS, T0, key, screen, write_recording
 
 import owa_builders
+from owa_builders.metadata import DatasetMetadata, MetadataError
 from owa_builders.summary import summarize_dataset, summarize_recordings
 from owa_builders.synth import SynthProfile, synthesize_recordings
 
@@ -95,10 +96,10 @@ def test_dataset_summary_has_rows_accounting_and_for_fsl_fill_and_tokenizer(synt
                                 tokenizer=str(smolvlm_folder))
     summary = summarize_dataset(fsl)
     metadata = owa_builders.read_dataset_metadata(fsl)
-    assert summary.fill == metadata["fill"] and summary.tokenizer["source"] == str(smolvlm_folder)
+    assert summary.fill == metadata.fill and summary.tokenizer["source"] == str(smolvlm_folder)
     assert summary.events["config"] == "desktop"
     text = summary.render()
-    assert f"fill: train {metadata['fill']['splits']['train']['fill']:.1%}" in text and "STAND-IN" in text
+    assert f"fill: train {metadata.fill['splits']['train']['fill']:.1%}" in text and "STAND-IN" in text
     assert "accounting of the events it was built from (owa_events/desktop)" in text
     assert json.loads(json.dumps(summary.to_dict()))["rows"] == {name: split.num_rows for name, split in fsl.items()}
 
@@ -119,3 +120,24 @@ def test_odd_files_and_hostile_uris_are_reported_not_raised(tmp_path):
     bad_uri = next(episode for episode in summary.episodes if episode.path == "bad_uri.mcap")
     assert [(m.uri, m.path, m.present) for m in bad_uri.media] == [("video\n.mkv", None, None)]
     assert "dangling.mcap [dangling_symlink]" in summary.render()
+
+
+def test_owa_dataset_json_is_a_versioned_record_refused_when_newer_or_malformed(tmp_path):
+    fields = {"builder": "owa_events", "config": "desktop", "version": "1.1.0", "settings": {},
+              "recordings_root": None, "accounting": {"splits": {}, "total": {}}}
+    DatasetMetadata(**fields).write(tmp_path)
+    assert DatasetMetadata.read(tmp_path) == DatasetMetadata(**fields)
+    assert json.loads((tmp_path / "owa_dataset.json").read_text())["format_version"] == 1
+    for content, problem in [
+        (fields | {"format_version": 99}, "format_version 99 is newer than this owa-builders reads"),
+        ({k: v for k, v in fields.items() if k != "accounting"}, r"missing entries \['accounting'\]"),
+        (fields | {"settings": []}, r"entries of the wrong type \['settings'\]"),
+        (fields | {"tokenizer_folder": "x"}, r"unknown entries \['tokenizer_folder'\]"),
+        ([fields], "not a JSON object"),
+    ]:
+        (tmp_path / "owa_dataset.json").write_text(json.dumps(content))
+        with pytest.raises(MetadataError, match=rf"^{tmp_path}/owa_dataset.json: {problem}"):
+            DatasetMetadata.read(tmp_path)
+    (tmp_path / "owa_dataset.json").write_text("{")
+    with pytest.raises(MetadataError, match=r"owa_dataset.json: not JSON"):
+        DatasetMetadata.read(tmp_path / "owa_dataset.json")

@@ -20,7 +20,6 @@ from owa_builders.media.transforms import BinnedTransform
 from owa_builders.synth import frame_index_from_image
 
 
-
 @pytest.fixture(scope="module")
 def fsl_path(recordings, internvl_folder, tmp_path_factory) -> Path:
     """An owa_fsl dataset of both episodes (in train/ and test/ folders), saved to disk."""

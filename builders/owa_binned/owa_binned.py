@@ -17,7 +17,7 @@ from owa_builders.binned.actions import action_vector_layout
 from owa_builders.binned.settings import BinnedSettings
 from owa_builders.binned.stage import BINNED_SCHEMA, iter_binned_tables, topic_message_types
 from owa_builders.config_files import named_configs_from_files
-from owa_builders.events.source import EventRowsBuilder
+from owa_builders.events.event_input import EventRowsBuilder
 
 
 @dataclass

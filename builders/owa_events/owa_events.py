@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import datasets
 
+from owa_builders.builder_base import RecordingsBuilder
 from owa_builders.config_files import named_configs_from_files
 from owa_builders.events.settings import EventsSettings
 from owa_builders.events.splits import split_episodes
 from owa_builders.events.stage import EVENT_SCHEMA, iter_event_tables
-from owa_builders.hf import RecordingsBuilder
 
 
 @dataclass

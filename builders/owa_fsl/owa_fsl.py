@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from owa_builders.config_files import named_configs_from_files
 from owa_builders.datasets_adapter import written_split_files
-from owa_builders.events.source import EventRowsBuilder, folder_files
+from owa_builders.events.event_input import EventRowsBuilder, folder_files
 from owa_builders.fsl.settings import FslSettings
 from owa_builders.fsl.stage import iter_fsl_tables, row_schema
 from owa_builders.fsl.tokenizer import TOKENIZER_FOLDER, prepare_tokenizer

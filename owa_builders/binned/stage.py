@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..accounting import Accounting
-from ..events.source import EpisodeRows
+from ..events.event_input import EpisodeRows
 from ..events.stage import EVENT_SCHEMA
 from .actions import BINNED_ACTION_SCHEMA, ActionReader
 from .settings import BinnedSettings

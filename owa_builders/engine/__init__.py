@@ -21,8 +21,8 @@ from typing import Literal
 from tqdm.auto import tqdm
 
 from .._registry import builder_class
+from ..events.event_input import EventRowsBuilder, input_kind
 from .local_engine import LocalEngine
-from ..events.source import EventRowsBuilder, input_kind
 from .parquet_output import WORK_FOLDER, ParquetOutput, convert_episode, episode_jobs, write_shard
 from .ray_engine import RayEngine
 

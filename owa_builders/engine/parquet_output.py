@@ -31,8 +31,9 @@ from datasets.table import table_cast
 
 from .._registry import code_hash
 from ..accounting import Accounting
+from ..builder_base import RecordingsBuilder
 from ..datasets_adapter import written_split_files
-from ..hf import METADATA_FILE, RecordingsBuilder
+from ..metadata import METADATA_FILE
 from ..recordings.episodes import Episode
 
 DATA_FOLDER = "data"

@@ -31,7 +31,7 @@ class FslSettings(EventInputSettings):
     max_length: int = 4096
     # Padding token; None: the tokenizer's pad token, else its eos token.
     pad_token: str | None = None
-    # Keep rows without any image (the seed drops them; their events are counted as dropped).
+    # Keep rows without any image (upstream owa-data drops them; their events are then counted as dropped).
     include_rows_without_images: bool = False
     # At most this many images per row (None: as many as fit).
     max_images_per_row: int | None = None

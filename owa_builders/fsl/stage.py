@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..accounting import Accounting
-from ..events.source import EpisodeRows
+from ..events.event_input import EpisodeRows
 from .encoders import get_encoder
 from .packing import pack_episode
 from .settings import FslSettings

@@ -43,7 +43,7 @@ import datasets
 import numpy as np
 from tokenizers import Tokenizer
 
-from ..hf import dataset_folder, read_dataset_metadata
+from ..metadata import dataset_folder, read_dataset_metadata
 from .encoders import get_encoder
 from .tokens import IMAGE_PLACEHOLDER, EncodedEvent, expansion_order
 
@@ -253,7 +253,7 @@ def load_fsl_tokenizer(dataset: datasets.Dataset | datasets.DatasetDict) -> PreT
 
 def check_vocabulary(tokenizer: PreTrainedTokenizerBase, dataset: datasets.Dataset | datasets.DatasetDict) -> None:
     """Raise ValueError unless `tokenizer` maps every token to the id the dataset's rows were built with."""
-    expected = read_dataset_metadata(dataset)["tokenizer"]["vocabulary_hash"]
+    expected = read_dataset_metadata(dataset).tokenizer["vocabulary_hash"]
     actual = vocabulary_hash(tokenizer)
     if actual != expected:
         raise ValueError(

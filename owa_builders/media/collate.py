@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..hf import read_dataset_metadata
+from ..metadata import read_dataset_metadata
 from .tensors import TensorType, as_tensor, check_tensor_type, concatenate
 
 IGNORE_INDEX = -100  # the label loss functions skip
@@ -44,7 +44,7 @@ class FslCollator:
     @classmethod
     def from_dataset(cls, dataset, **options) -> FslCollator:
         """A collator with the pad and image token ids an owa_fsl dataset was built with (owa_dataset.json)."""
-        tokenizer = read_dataset_metadata(dataset)["tokenizer"]
+        tokenizer = read_dataset_metadata(dataset).tokenizer
         return cls(tokenizer["pad_token_id"], tuple(sorted(set(tokenizer["image_token_ids"]))), **options)
 
     @classmethod

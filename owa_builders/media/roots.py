@@ -23,6 +23,7 @@ from typing import Protocol, runtime_checkable
 
 from huggingface_hub import HfApi, hf_hub_download
 
+from ..metadata import DatasetMetadata
 from ..recordings.episodes import Episode, locate_media
 from ..recordings.errors import MediaReferenceError
 from ..recordings.sources import fetch_to_cache, is_url
@@ -145,7 +146,7 @@ def _local_copy(url: str, cache_dir: str) -> str:
 
 
 def media_root_for(
-    metadata: dict | None, media_root: str | os.PathLike | MediaRoot | None, allow_external_media: bool
+    metadata: DatasetMetadata | None, media_root: str | os.PathLike | MediaRoot | None, allow_external_media: bool
 ) -> MediaRoot:
     """The root to resolve media against: `media_root` if given, else the one the dataset carries (a
     folder, the ``hf://`` uri of a pushed repository's media: a `HubMediaRoot`, or another URL: a
@@ -153,9 +154,9 @@ def media_root_for(
     if isinstance(media_root, MediaRoot):
         return media_root
     if media_root is None:
-        if not metadata or not metadata.get("recordings_root"):
+        if metadata is None or not metadata.recordings_root:
             raise ValueError("this dataset does not say where its recordings are; pass media_root=<folder>")
-        media_root = metadata["recordings_root"]
+        media_root = metadata.recordings_root
     if _HUB_MEDIA_URI.fullmatch(os.fspath(media_root).rstrip("/")):
         return HubMediaRoot.from_uri(os.fspath(media_root), allow_external_media)
     if is_url(media_root):

@@ -30,7 +30,7 @@ import datasets
 import orjson
 from PIL import Image
 
-from ..hf import read_dataset_metadata
+from ..metadata import DatasetMetadata, read_dataset_metadata
 from ..payloads import SCREEN_CAPTURED
 from .frames import DEFAULT_FRAME_CACHE_BYTES, Decoder, FrameLoader, FrameRequest, MissingMedia
 from .roots import MediaRoot, media_root_for
@@ -153,11 +153,13 @@ class BinnedTransform(_Transform):
         return out
 
 
-def _metadata(dataset: datasets.Dataset) -> dict | None:
+def _metadata(dataset: datasets.Dataset) -> DatasetMetadata | None:
     """The dataset's owa_dataset.json, or None for datasets without one (in memory, saved elsewhere)."""
+    if not dataset.cache_files:
+        return None
     try:
         return read_dataset_metadata(dataset)
-    except (ValueError, FileNotFoundError):
+    except FileNotFoundError:
         return None
 
 
@@ -205,7 +207,7 @@ def make_transform(
     """
     split = next(iter(dataset.values())) if isinstance(dataset, datasets.DatasetDict) else dataset
     metadata = _metadata(split)
-    stage = _checked_stage(stage, (metadata or {}).get("builder") or split.info.builder_name)
+    stage = _checked_stage(stage, metadata.builder if metadata else split.info.builder_name)
     frames = None
     if load_images:
         root = media_root_for(metadata, media_root, allow_external_media)

@@ -25,14 +25,15 @@ from datasets.builder import Key
 
 from ._registry import builder_name, code_hash
 from .accounting import Accounting
+from .config_files import NOT_SETTINGS
 from .datasets_adapter import BuilderHooks, is_streaming, stamped_data_files
+from .metadata import DatasetMetadata
 from .recordings.episodes import Episode, episode_stamp, find_episodes
 from .recordings.errors import BadRecordingError, NoMessagesError, NoRecordingsError
 from .recordings.files import file_stamp
 from .recordings.sources import recordings_root
 
 logger = logging.getLogger("owa_builders")
-METADATA_FILE = "owa_dataset.json"
 _ACCOUNTING_PARTS = "owa_accounting_parts"
 
 
@@ -153,22 +154,20 @@ class RecordingsBuilder(BuilderHooks):
         total.check()
         if not any(split.num_examples for split in self.info.splits.values()):
             self._refuse_empty_build(total)
-        metadata = {
-            "builder": self.name,
-            "config": self.config.name,
-            "version": str(self.config.version),
-            "settings": self.settings(),
-            "recordings_root": self.config.data_dir,
-            "accounting": {"splits": {name: a.to_dict() for name, a in by_split.items()}, "total": total.to_dict()},
-            **self._dataset_metadata(),
-        }
-        Path(self.build_folder, METADATA_FILE).write_text(json.dumps(metadata, indent=1, default=str))
+        entries = dict(
+            builder=self.name,
+            config=self.config.name,
+            version=str(self.config.version),
+            settings=self.settings(),
+            recordings_root=self.config.data_dir,
+            accounting={"splits": {name: a.to_dict() for name, a in by_split.items()}, "total": total.to_dict()},
+        )
+        DatasetMetadata(**entries | self._dataset_metadata()).write(self.build_folder)
         logger.info("%s/%s accounting:\n%s", self.name, self.config.name, total.summary())
 
     def settings(self) -> dict[str, Any]:
         """The config's field values that decide the rows (what owa_dataset.json records as "settings")."""
-        return {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)
-                if f.name not in ("name", "version", "data_dir", "data_files", "description")}
+        return {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config) if f.name not in NOT_SETTINGS}
 
     def _refuse_empty_build(self, total: Accounting) -> None:
         """Say why there is not a single row (datasets would only say "Instruction 'train' corresponds to no data")."""
@@ -181,27 +180,5 @@ class RecordingsBuilder(BuilderHooks):
                          f"messages read were dropped ({dropped}){skipped}")
 
     def _dataset_metadata(self) -> dict:
-        """Builder-specific entries for owa_dataset.json (e.g. the fsl tokenizer's vocabulary hash)."""
+        """Builder-specific entries of owa_dataset.json (`DatasetMetadata` fields: the fsl tokenizer, …)."""
         return {}
-
-
-def dataset_folder(dataset: datasets.Dataset | datasets.DatasetDict) -> Path:
-    """The folder of a built dataset's files, where our builders leave what goes with its rows."""
-    if isinstance(dataset, datasets.DatasetDict):
-        dataset = next(iter(dataset.values()))
-    if not dataset.cache_files:
-        raise ValueError("this dataset has no cache files (in memory or streamed): nothing was stored with it")
-    return Path(dataset.cache_files[0]["filename"]).parent
-
-
-def read_dataset_metadata(dataset: datasets.Dataset | datasets.DatasetDict) -> dict:
-    """The owa_dataset.json stored with a dataset built by one of our builders (found via its cache files)."""
-    path = dataset_folder(dataset) / METADATA_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not found (was this dataset built by an owa_builders builder?)")
-    return json.loads(path.read_text())
-
-
-def read_accounting(dataset: datasets.Dataset | datasets.DatasetDict) -> dict:
-    """Where every input message went: {"splits": {name: counts}, "total": counts}."""
-    return read_dataset_metadata(dataset)["accounting"]

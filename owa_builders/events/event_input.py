@@ -13,7 +13,6 @@ can each read their own episodes.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,9 @@ import numpy as np
 import pyarrow as pa
 
 from .._registry import builder_class
+from ..builder_base import RecordingsBuilder, recordings_data_files, stamped_files
 from ..datasets_adapter import cache_root, has_indices_mapping, stamped_data_files
-from ..hf import METADATA_FILE, RecordingsBuilder, read_dataset_metadata, recordings_data_files, stamped_files
+from ..metadata import METADATA_FILE, DatasetMetadata, read_dataset_metadata
 from ..recordings.episodes import find_episodes
 from ..recordings.errors import NoRecordingsError
 from ..recordings.sources import RemoteRoot, is_url
@@ -54,7 +54,7 @@ class EpisodeRows:
 @dataclass(frozen=True)
 class EventSplits:
     splits: dict[str, list[EpisodeRows]]
-    events_metadata: dict[str, Any]  # owa_dataset.json of the event dataset ({} when it had none)
+    events_metadata: DatasetMetadata | None  # owa_dataset.json of the event dataset (None when it had none)
 
 
 def input_kind(data_dir: str | os.PathLike | RemoteRoot) -> InputKind:
@@ -124,17 +124,17 @@ def load_event_splits(
     else:
         built = datasets.load_dataset("parquet", data_dir=str(data_dir), cache_dir=cache_dir)
         sidecar = Path(data_dir, METADATA_FILE)
-        metadata = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+        metadata = DatasetMetadata.read(sidecar) if sidecar.exists() else None
     if isinstance(built, datasets.Dataset):
         built = datasets.DatasetDict({"train": built})
     return EventSplits({name: episode_rows(split, f"{where} [{name}]") for name, split in built.items()}, metadata)
 
 
-def _metadata_if_any(dataset) -> dict[str, Any]:
+def _metadata_if_any(dataset) -> DatasetMetadata | None:
     try:
         return read_dataset_metadata(dataset)
     except FileNotFoundError:  # an event dataset saved by datasets itself carries none
-        return {}
+        return None
 
 
 def episode_rows(dataset: datasets.Dataset, where: str) -> list[EpisodeRows]:
@@ -175,7 +175,10 @@ class EventRowsBuilder(RecordingsBuilder):
 
     def _dataset_metadata(self) -> dict:
         events = self._events.events_metadata
+        if events is None:
+            return {"recordings_root": None, "events": None}
         return {
-            "recordings_root": events.get("recordings_root"),  # where the screen media uris resolve
-            "events": {key: events.get(key) for key in ("builder", "config", "settings", "accounting")},
+            "recordings_root": events.recordings_root,  # where the screen media uris resolve
+            "events": {"builder": events.builder, "config": events.config, "settings": events.settings,
+                       "accounting": events.accounting},
         }
