@@ -16,15 +16,14 @@ from pathlib import Path
 import datasets
 
 from .datasets_adapter import register_packaged_module
+from .stages import STAGE_OF_BUILDER
 
 _PACKAGE = Path(__file__).resolve().parent
 
-# builder name -> library parts (relative to owa_builders/) whose code affects its rows
-BUILDERS: dict[str, tuple[str, ...]] = {
-    "owa_events": ("recordings", "events", "payloads.py", "accounting.py", "builder_base.py"),
-    "owa_binned": ("recordings", "events", "binned", "payloads.py", "accounting.py", "builder_base.py"),
-    "owa_fsl": ("recordings", "events", "fsl", "payloads.py", "accounting.py", "builder_base.py"),
-}
+# stage -> library parts (relative to owa_builders/) whose code affects its rows
+_STAGE_PARTS = ("recordings", "events", "payloads.py", "accounting.py", "builder_base.py")
+_PARTS = {"events": _STAGE_PARTS, "fsl": (*_STAGE_PARTS, "fsl"), "binned": (*_STAGE_PARTS, "binned")}
+BUILDERS: dict[str, tuple[str, ...]] = {builder: _PARTS[stage] for builder, stage in STAGE_OF_BUILDER.items()}
 
 
 def module_path(name: str) -> str:

@@ -16,8 +16,8 @@ from huggingface_hub import DatasetCard
 
 from .accounting import Accounting
 from .media.roots import HUB_MEDIA_FOLDER
-from .media.transforms import STAGE_OF_BUILDER
 from .metadata import DatasetMetadata
+from .stages import STAGE_OF_BUILDER
 
 CARD_TAGS = ("owa", "owamcap", "desktop-agent", "mcap", "owa-builders")
 DEFAULT_LICENSE = "unknown"  # the recordings' license is the publisher's to state; "other" would need a name

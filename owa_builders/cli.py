@@ -26,6 +26,8 @@ from collections.abc import Iterator
 
 import yaml
 
+from .stages import STAGE_OF_BUILDER
+
 EXIT_BAD_INPUT = 1
 EXIT_USAGE = 2
 _FORMAT = argparse.RawDescriptionHelpFormatter
@@ -225,7 +227,7 @@ def parser() -> argparse.ArgumentParser:
                                 help="build a stage's dataset from recordings or a previous stage's dataset",
                                 description="Build owa_events / owa_fsl / owa_binned (HF-cached), print its summary, "
                                             "and save it with --output-dir.")
-    build.add_argument("builder", nargs="?", choices=["owa_events", "owa_fsl", "owa_binned"],
+    build.add_argument("builder", nargs="?", choices=list(STAGE_OF_BUILDER),
                        help="the stage (or use --config)")
     build.add_argument("--config", help="a YAML file under configs/ naming the builder, config and field values")
     build.add_argument("--name", help="the builder's named config (e.g. desktop, internvl3, 10fps)")

@@ -24,6 +24,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from .units import NS_PER_S
+
 DEFAULT_OUT = Path(".demo")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     row, raw = dataset[0], dataset.with_format(None)[0]
     import orjson
 
-    expected = [round(orjson.loads(image)["media_ref"]["pts_ns"] * 60 / 1e9) for image in raw["images"]]
+    expected = [round(orjson.loads(image)["media_ref"]["pts_ns"] * 60 / NS_PER_S) for image in raw["images"]]
     decoded = [frame_index_from_image(image.convert("RGB")) for image in row["images"]]
     print(f"  row 0: {len(row['images'])} frames decoded from the videos, {type(row['input_ids']).__name__} ids")
     print(f"  each frame is the one its reference names: {decoded == expected}")

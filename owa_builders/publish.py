@@ -51,9 +51,9 @@ from huggingface_hub.hf_api import RepoFile
 from .cards import render_card
 from .datasets_io import OwaDataset, OwaDatasetDict, as_owa_dataset, load_from_disk, parquet_shards
 from .media.roots import HUB_MEDIA_FOLDER, HubMediaRoot, LocalMediaRoot, media_root_for
-from .media.transforms import STAGE_OF_BUILDER, Stage
 from .metadata import METADATA_FILE, DatasetMetadata, dataset_folder, read_dataset_metadata
 from .payloads import SCREEN_CAPTURED, screen_media_uri
+from .stages import STAGE_OF_BUILDER, Stage
 from .units import NS_PER_S
 
 DATA_FOLDER = "data"  # a config's parquet shards: <config>/data/

@@ -24,7 +24,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, pairwise
-from typing import Any, Literal
+from typing import Any
 
 import datasets
 import orjson
@@ -32,12 +32,10 @@ from PIL import Image
 
 from ..metadata import DatasetMetadata, read_dataset_metadata
 from ..payloads import SCREEN_CAPTURED
+from ..stages import STAGE_OF_BUILDER, Stage
 from .frames import DEFAULT_FRAME_CACHE_BYTES, Decoder, FrameLoader, FrameRequest, MissingMedia
 from .roots import MediaRoot, media_root_for
 from .tensors import TensorType, as_tensor, check_tensor_type
-
-Stage = Literal["events", "fsl", "binned"]
-STAGE_OF_BUILDER: dict[str, Stage] = {"owa_events": "events", "owa_fsl": "fsl", "owa_binned": "binned"}
 
 
 class MalformedRowError(ValueError):
