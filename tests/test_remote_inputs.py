@@ -50,13 +50,6 @@ def hub(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def recordings(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("recordings")
-    synthesize_recordings(root, episodes=2, profile=SynthProfile(duration_s=2), layout="train_test")
-    return root
-
-
-@pytest.fixture(scope="module")
 def uploaded(hub, recordings) -> str:
     """The recordings (mcap + video) in a Hub repository's subfolder; returns its hf:// URL."""
     api = HfApi()
