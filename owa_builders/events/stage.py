@@ -208,11 +208,14 @@ def _route_batch(batch, first_order, channels, survey: Survey, settings, policie
     times = batch.log_times
     orders = np.arange(first_order, first_order + len(batch), dtype=np.int64)
     inside = intervals.contains(times) if intervals is not None else None
-    by_topic: dict[str, list[int]] = {}
-    for channel_id in np.unique(batch.channel_ids).tolist():
-        by_topic.setdefault(channels[channel_id].topic, []).append(channel_id)
-    for topic, channel_ids in by_topic.items():
-        indices = np.nonzero(np.isin(batch.channel_ids, channel_ids))[0]
+    by_channel = np.argsort(batch.channel_ids, kind="stable")  # each channel's messages together, in file order
+    channel_ids, firsts = np.unique(batch.channel_ids[by_channel], return_index=True)
+    by_topic: dict[str, list[tuple[int, np.ndarray]]] = {}
+    for channel_id, run in zip(channel_ids.tolist(), np.split(by_channel, firsts[1:])):
+        by_topic.setdefault(channels[channel_id].topic, []).append((channel_id, run))
+    for topic, runs in by_topic.items():
+        indices = runs[0][1] if len(runs) == 1 else np.sort(np.concatenate([run for _, run in runs]))
+        channel_ids = [channel_id for channel_id, _ in runs]
         topic_counts = counts.topic(topic)
         topic_counts.read += len(indices)
         if topic not in survey.topics.kept:
