@@ -99,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     actions = sum(len(a) for a in train["actions"])
     print(f"  train: {train.num_rows} bins of 100 ms, {carried} with the previous frame carried forward, "
           f"{actions} actions")
+    motion = (sum(train["mouse_dx"]), sum(train["mouse_dy"]))
+    presses = sum(len(keys) for keys in train["keys_pressed"])
+    print(f"  as numbers: mouse motion {motion}, {presses} key presses, "
+          f"an `action` vector of {len(train[0]['action'])} floats per bin (layout in owa_dataset.json)")
 
     _section("5. training time: lazy frames, transform, collator")
     dataset = owa_builders.load_from_disk(saved)["train"]
@@ -130,6 +134,20 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join("  " + line for line in (result.stdout or result.stderr).strip().splitlines()))
         if result.returncode:
             return result.returncode
+    _section("8. recordings where they live, into the Hub's parquet layout, resumable")
+    import fsspec
+
+    remote = "memory://owa-demo/recordings"  # any fsspec URL: hf://datasets/org/repo, s3://bucket/path, …
+    fsspec.filesystem("memory").put(str(recordings), remote, recursive=True)
+    parquet = args.out / "event-parquet"
+    for run in ("build", "the same command again"):
+        report = owa_builders.build_dataset("owa_events", "desktop", remote, parquet, progress=False,
+                                            cache_dir=cache, test_size=1)
+        rows = ", ".join(f"{split} {n}" for split, n in report.rows.items())
+        print(f"  {run}: rows {rows} from {remote} into {parquet}/data/; "
+              f"{report.converted} episode(s) converted, {report.reused} reused")
+    print(f"  datasets.load_dataset({str(parquet)!r}) loads it without owa-builders; "
+          "owa_builders.load_from_disk adds its metadata")
     print(f"\ndone: builds are cached in {cache}; the fsl dataset is saved in {saved}")
     return 0
 
