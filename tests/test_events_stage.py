@@ -15,10 +15,11 @@ from mcap.reader import make_reader
 from recording_fixtures import MS, T0, key, one_by_one_slots, screen, write_recording
 
 from owa_builders.config_files import named_config
+from owa_builders.events import stage as stage_module
 from owa_builders.events.payload_columns import MALFORMED, OTHER, PLAIN_MOVE, Payloads, RawMouseReader
 from owa_builders.events.rate_limits import DropLimiter, KeyboardUniform, SlotClock
 from owa_builders.events.settings import EventsSettings
-from owa_builders.events.stage import convert_episode
+from owa_builders.events.stage import convert_episode, survey_episode
 from owa_builders.recordings.episodes import Episode
 from owa_builders.synth import SynthProfile, synthesize_recordings
 
@@ -311,3 +312,17 @@ def test_stuck_key_episode_under_uniform_keyboard(tmp_path):
     counts = accounting.topics["keyboard"]
     assert counts.kept == 1 and counts.synthesized == len(times) - 1
     assert counts.dropped == Counter({"auto_repeat_replaced": manifest.message_counts["keyboard"] - 1})
+
+
+def test_the_file_is_read_once_when_its_messages_fit_and_twice_otherwise_with_the_same_rows(episode, monkeypatch):
+    ep, _ = episode
+    settings = named_config("owa_events", "desktop")
+    assert survey_episode(ep, settings).batches is None  # keep nothing by default (summaries, plots)
+    kept = survey_episode(ep, settings, keep_bytes=1 << 30).batches
+    assert kept and sum(len(batch) for batch in kept) == survey_episode(ep, settings).message_count
+    over = sum(len(batch.buffer) for batch in kept) - 1
+    assert survey_episode(ep, settings, keep_bytes=over).batches is None  # a byte over the budget: read again
+    once, once_counts = convert_episode(ep, settings)
+    monkeypatch.setattr(stage_module, "KEPT_MESSAGES_BYTES", 0)
+    twice, twice_counts = convert_episode(ep, settings)
+    assert once.equals(twice) and once_counts.to_dict() == twice_counts.to_dict()
