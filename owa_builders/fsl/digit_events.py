@@ -54,6 +54,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain
+from typing import NamedTuple
 
 import orjson
 
@@ -94,6 +95,24 @@ _PRESSED = {PRESS: True, RELEASE: False}
 _SCREEN_MESSAGE = IMAGE_PLACEHOLDER.encode()
 
 
+class UntimedEvent(NamedTuple):
+    """An event's encoding without its time digits (`DigitEventEncoder.encode_untimed`)."""
+
+    before_time: tuple[str, ...]  # the tokens before the time digits (none if dropped)
+    after_time: tuple[str, ...]  # the tokens after them
+    drop: str | None  # the drop reason, if dropped
+    clamps: tuple[str, ...]  # the reason of each value changed to fit the format, in order
+
+
+def count_untimed(drop: str | None, clamps: tuple[str, ...], dropped: Counter | None, clamped: Counter | None) -> None:
+    """Add an event's drop reason (if any) and clamp reasons (`UntimedEvent`) to these Counters."""
+    if drop is not None and dropped is not None:
+        dropped[drop] += 1
+    if clamped is not None:
+        for reason in clamps:
+            clamped[reason] += 1
+
+
 @dataclass(frozen=True)
 class DigitFormat:
     time: ModularDigits  # residue of the 10 ms time unit
@@ -111,7 +130,7 @@ class DigitEventEncoder:
         self.reference_vocab = expansion_order(list(reference_tokens))
         self.extra_tokens = ABSOLUTE_MOUSE_TOKENS
         self.format = digit_format
-        self._encoders: dict[str, Callable[[dict, Counter | None], tuple[str, tuple[str, ...]]]] = {
+        self._encoders: dict[str, Callable[[dict, list[str]], tuple[str, tuple[str, ...]]]] = {
             payloads.KEYBOARD_EVENT: self._encode_keyboard,
             payloads.RAW_MOUSE_EVENT: self._encode_raw_mouse,
             payloads.MOUSE_EVENT: self._encode_mouse,
@@ -138,20 +157,27 @@ class DigitEventEncoder:
     ) -> EncodedEvent | None:
         """The event's tokens, or None if it is dropped (counted in `dropped` by reason). Values changed
         to fit the format are counted in `clamped` by reason."""
+        untimed = self.encode_untimed(topic, message_type, message)
+        count_untimed(untimed.drop, untimed.clamps, dropped, clamped)
+        if untimed.drop is not None:
+            return None
+        return EncodedEvent.of_tokens(untimed.before_time + self.time_tokens(timestamp_ns) + untimed.after_time)
+
+    def encode_untimed(self, topic: str, message_type: str, message: bytes) -> UntimedEvent:
+        """All of the event's encoding but its time digits (`time_tokens`), which go between
+        ``before_time`` and ``after_time``: a function of the event's topic, type and payload only."""
+        clamps: list[str] = []
         try:
             payloads.check_supported(topic, message_type)
-            type_token, fields = self._encoders[message_type](payloads.load(message), clamped)
+            type_token, fields = self._encoders[message_type](payloads.load(message), clamps)
         except payloads.Drop as drop:
-            if dropped is not None:
-                dropped[drop.reason] += 1
-            return None
+            return UntimedEvent((), (), drop.reason, tuple(clamps))
+        return UntimedEvent((EVENT_START, type_token), fields + (EVENT_END,), None, tuple(clamps))
+
+    def time_tokens(self, timestamp_ns: int) -> tuple[str, ...]:
+        """The time digits of an event at `timestamp_ns`."""
         time = self.format.time
-        return EncodedEvent.of_tokens(
-            (EVENT_START, type_token)
-            + time.encode(timestamp_ns // TIME_UNIT_NS % time.modulus)
-            + fields
-            + (EVENT_END,)
-        )
+        return time.encode(timestamp_ns // TIME_UNIT_NS % time.modulus)
 
     def decode(self, tokens: str | Iterable[str], start_time_ns: int) -> list[Event]:
         """The events of an episode's tokens (or their joined text), in order; times are unwrapped from
@@ -175,44 +201,44 @@ class DigitEventEncoder:
 
     # encoding: payload -> (type token, field tokens after the time)
 
-    def _encode_keyboard(self, payload: dict, clamped: Counter | None) -> tuple[str, tuple[str, ...]]:
+    def _encode_keyboard(self, payload: dict, clamps: list[str]) -> tuple[str, tuple[str, ...]]:
         vk, pressed = payloads.keyboard_event(payload)
         codec = self.format.vk
         if not codec.low <= vk <= codec.high:
             raise payloads.Drop(payloads.VK_OUT_OF_RANGE)
         return KEYBOARD, codec.encode(vk) + (PRESS if pressed else RELEASE,)
 
-    def _encode_raw_mouse(self, payload: dict, clamped: Counter | None) -> tuple[str, tuple[str, ...]]:
+    def _encode_raw_mouse(self, payload: dict, clamps: list[str]) -> tuple[str, tuple[str, ...]]:
         dx, dy, button_flags, button_data = payloads.raw_mouse_event(payload)
         fmt = self.format
         delta = fmt.mouse_delta
         fields = self._pair(
-            delta, delta.clamp(dx, MOUSE_DELTA, clamped), delta.clamp(dy, MOUSE_DELTA, clamped)
+            delta, delta.clamp(dx, MOUSE_DELTA, clamps), delta.clamp(dy, MOUSE_DELTA, clamps)
         )
         fields += fmt.button_flags.encode(button_flags)
         if button_data:
             notches, rounded = payloads.wheel_notches(button_data)
-            if rounded and clamped is not None:
-                clamped[payloads.WHEEL_ROUNDED] += 1
+            if rounded:
+                clamps.append(payloads.WHEEL_ROUNDED)
             if notches:
-                fields += fmt.wheel.encode(fmt.wheel.clamp(notches, WHEEL_RANGE, clamped))
+                fields += fmt.wheel.encode(fmt.wheel.clamp(notches, WHEEL_RANGE, clamps))
         return MOUSE, fields
 
-    def _encode_mouse(self, payload: dict, clamped: Counter | None) -> tuple[str, tuple[str, ...]]:
+    def _encode_mouse(self, payload: dict, clamps: list[str]) -> tuple[str, tuple[str, ...]]:
         event_type, x, y, button, pressed, dx, dy = payloads.mouse_event(payload)
         position, wheel = self.format.position, self.format.wheel
         fields = self._pair(
-            position, position.clamp(x, MOUSE_POSITION, clamped), position.clamp(y, MOUSE_POSITION, clamped)
+            position, position.clamp(x, MOUSE_POSITION, clamps), position.clamp(y, MOUSE_POSITION, clamps)
         )
         if event_type == "move":
             return MOUSE_MOVE, fields
         if event_type == "click":
             return MOUSE_CLICK, fields + (_BUTTON_TOKEN[button], PRESS if pressed else RELEASE)
         return MOUSE_SCROLL, fields + self._pair(
-            wheel, wheel.clamp(dx, WHEEL_RANGE, clamped), wheel.clamp(dy, WHEEL_RANGE, clamped)
+            wheel, wheel.clamp(dx, WHEEL_RANGE, clamps), wheel.clamp(dy, WHEEL_RANGE, clamps)
         )
 
-    def _encode_screen(self, payload: dict, clamped: Counter | None) -> tuple[str, tuple[str, ...]]:
+    def _encode_screen(self, payload: dict, clamps: list[str]) -> tuple[str, tuple[str, ...]]:
         payloads.check_screen(payload)  # the reference rejects an invalid ScreenCaptured too
         return SCREEN, (IMAGE_PLACEHOLDER,)
 

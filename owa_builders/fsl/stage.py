@@ -13,6 +13,7 @@ An event shows at most one image: the screen frame its payload (a ScreenCaptured
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -21,11 +22,12 @@ import pyarrow.compute as pc
 
 from ..accounting import Accounting
 from ..events.event_input import EpisodeRows
-from .encoders import get_encoder
+from .digit_events import DigitEventEncoder, count_untimed
+from .encoders import EventEncoder, get_encoder
 from .packing import pack_episode
 from .settings import FslSettings
 from .tokenizer import FslTokenizer
-from .tokens import IMAGE_PLACEHOLDER
+from .tokens import IMAGE_PLACEHOLDER, EncodedEvent
 
 EVENTS_PER_CHUNK = 256  # event rows read and encoded at a time: few live objects, so (almost) no GC passes
 ROWS_PER_TABLE = 64  # packed rows per emitted table
@@ -60,7 +62,7 @@ class _Event(NamedTuple):
 
     topic: str
     timestamp_ns: int
-    ids: list[int]  # an image as one IMAGE_ID (expanded when the row is assembled)
+    ids: list[int] | tuple[int, ...]  # an image as one IMAGE_ID (expanded when the row is assembled)
     length: int  # tokens, images expanded
     images: int
     image: str | None  # the ScreenCaptured JSON, when it shows one
@@ -116,37 +118,134 @@ def _encoded_events(
 ) -> Iterator[_Event]:
     """The episode's events in packing order, encoded; drops are counted as they happen."""
     encoder = get_encoder(settings.encoder)
-    extra_image_tokens = len(tokenizer.image_ids) - 1
+    if isinstance(encoder, DigitEventEncoder):
+        encode_chunk = _DigitEvents(encoder, tokenizer, settings.store_texts).encode_chunk
+    else:
+        encode_chunk = partial(_encode_chunk, encoder, tokenizer, settings.store_texts)
     table = rows.table()
     order, times = event_order(table, settings)
     for start in range(0, table.num_rows, events_per_chunk):
         stop = min(start + events_per_chunk, table.num_rows)
         chunk = table.slice(start, stop - start) if order is None else table.take(order[start:stop])
-        kept = []
-        for topic, message_type, timestamp, message in zip(
+        yield from encode_chunk(
             chunk.column("topic").to_pylist(),
             chunk.column("message_type").to_pylist(),
             times[start:stop].tolist(),
             chunk.column("mcap_message").to_pylist(),
-        ):
+            counts,
+        )
+
+
+def _encode_chunk(
+    encoder: EventEncoder,
+    tokenizer: FslTokenizer,
+    store_texts: bool,
+    topics: list[str],
+    message_types: list[str],
+    times: list[int],
+    messages: list[bytes],
+    counts: Accounting,
+) -> list[_Event]:
+    """Events encoded one by one (`encoder.encode`), their ids looked up or tokenized all at once."""
+    extra_image_tokens = len(tokenizer.image_ids) - 1
+    kept = []
+    for topic, message_type, timestamp, message in zip(topics, message_types, times, messages):
+        topic_counts = counts.topic(topic)
+        topic_counts.read += 1
+        encoded = encoder.encode(topic, message_type, timestamp, message,
+                                 dropped=topic_counts.dropped, clamped=topic_counts.clamped)
+        if encoded is not None:
+            kept.append((topic, timestamp, message, encoded))
+    events = []
+    for (topic, timestamp, message, encoded), event_ids in zip(kept, tokenizer.event_ids([e for *_, e in kept])):
+        shows_image = IMAGE_PLACEHOLDER in encoded.pieces
+        events.append(_Event(
+            topic,
+            timestamp,
+            event_ids,
+            len(event_ids) + extra_image_tokens * shows_image,
+            int(shows_image),
+            message.decode() if shows_image else None,
+            tokenizer.event_text(encoded) if store_texts else None,
+        ))
+    return events
+
+
+class _DigitEvents:
+    """Events of a digit encoder, with the work shared by equal events done once. An event's tokens are
+    ``before_time + time_tokens(t) + after_time`` (`DigitEventEncoder.encode`); the first and last depend
+    only on its topic, type and payload, the time digits only on ``t`` modulo the time period. As those are
+    vocabulary tokens only (no free text), their ids and text are those of the three parts laid end to
+    end: each distinct part is turned into ids and text once, by the tokenizer, and reused.
+
+    Payloads (screen payloads all differ) are remembered up to `PAYLOADS_REMEMBERED` per topic and type at
+    a time. What is remembered is plain tuples of ids and strings, which the garbage collector stops
+    scanning: an episode's worth of them does not slow every collection down."""
+
+    PAYLOADS_REMEMBERED = 1 << 16
+
+    def __init__(self, encoder: DigitEventEncoder, tokenizer: FslTokenizer, store_texts: bool) -> None:
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        self.store_texts = store_texts
+        self.extra_image_tokens = len(tokenizer.image_ids) - 1
+        # (topic, message type) -> payload -> (drop, clamps, before_time, after_time, images), the UntimedEvent
+        # with the parts as (ids, text)
+        self.payloads: dict[tuple[str, str], dict[bytes, tuple]] = {}
+        self.parts: dict[tuple[str, ...], tuple[tuple[int, ...], str]] = {}  # tokens -> (ids, text)
+
+    def encode_chunk(
+        self, topics: list[str], message_types: list[str], times: list[int], messages: list[bytes], counts: Accounting
+    ) -> list[_Event]:
+        events = []
+        store_texts, time_tokens, extra_image_tokens = self.store_texts, self.encoder.time_tokens, self.extra_image_tokens
+        for topic, message_type, timestamp, message in zip(topics, message_types, times, messages):
             topic_counts = counts.topic(topic)
             topic_counts.read += 1
-            encoded = encoder.encode(topic, message_type, timestamp, message,
-                                     dropped=topic_counts.dropped, clamped=topic_counts.clamped)
-            if encoded is not None:
-                kept.append((topic, timestamp, message, encoded))
-        ids = tokenizer.event_ids([encoded for *_, encoded in kept])
-        for (topic, timestamp, message, encoded), event_ids in zip(kept, ids):
-            shows_image = IMAGE_PLACEHOLDER in encoded.pieces
-            yield _Event(
+            payloads = self.payloads.get((topic, message_type)) or self._payloads(topic, message_type)
+            drop, clamps, (before_ids, before_text), (after_ids, after_text), images = (
+                payloads.get(message) or self._untimed(topic, message_type, message, payloads))
+            if drop is not None or clamps:
+                count_untimed(drop, clamps, topic_counts.dropped, topic_counts.clamped)
+                if drop is not None:
+                    continue
+            digits = time_tokens(timestamp)
+            time_ids, time_text = self.parts.get(digits) or self._part(digits)
+            ids = before_ids + time_ids + after_ids
+            events.append(_Event(
                 topic,
                 timestamp,
-                event_ids,
-                len(event_ids) + extra_image_tokens * shows_image,
-                int(shows_image),
-                message.decode() if shows_image else None,
-                tokenizer.event_text(encoded) if settings.store_texts else None,
-            )
+                ids,
+                len(ids) + extra_image_tokens * images,
+                images,
+                message.decode() if images else None,
+                before_text + time_text + after_text if store_texts else None,
+            ))
+        return events
+
+    def _payloads(self, topic: str, message_type: str) -> dict[bytes, tuple]:
+        payloads = self.payloads[topic, message_type] = {}
+        return payloads
+
+    def _untimed(self, topic: str, message_type: str, message: bytes, payloads: dict[bytes, tuple]) -> tuple:
+        encoding = self.encoder.encode_untimed(topic, message_type, message)
+        before, after = encoding.before_time, encoding.after_time
+        if len(payloads) == self.PAYLOADS_REMEMBERED:
+            payloads.clear()
+        untimed = payloads[message] = (
+            encoding.drop,
+            encoding.clamps,
+            self.parts.get(before) or self._part(before),
+            self.parts.get(after) or self._part(after),
+            int(IMAGE_PLACEHOLDER in after or IMAGE_PLACEHOLDER in before),
+        )
+        return untimed
+
+    def _part(self, tokens: tuple[str, ...]) -> tuple[tuple[int, ...], str]:
+        encoded = EncodedEvent.of_tokens(tokens)
+        (ids,) = self.tokenizer.event_ids([encoded])
+        part = self.parts[tokens] = (tuple(ids), self.tokenizer.event_text(encoded) if self.store_texts else "")
+        return part
 
 
 class _RowTables:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Sequence
 from math import prod
 from typing import NamedTuple
@@ -79,12 +78,11 @@ class DigitCodec:
         table = self._table
         return table[value - self.low] if table is not None else self._tokens(value)
 
-    def clamp(self, value: int, reason: str, clamped: Counter | None) -> int:
-        """`value` limited to [low, high]; a change is counted under `reason`."""
+    def clamp(self, value: int, reason: str, clamps: list[str]) -> int:
+        """`value` limited to [low, high]; a change appends `reason` to `clamps`."""
         if self.low <= value <= self.high:
             return value
-        if clamped is not None:
-            clamped[reason] += 1
+        clamps.append(reason)
         return self.low if value < self.low else self.high
 
     def _tokens(self, value: int) -> tuple[str, ...]:
