@@ -674,3 +674,46 @@ def test_counters_total_an_episode():
     for topic, message_type, message in rows:
         encoder.encode(topic, message_type, T0, message, dropped=dropped, clamped=clamped)
     assert dropped == {"vk_out_of_range": 3} and clamped == {"mouse_delta": 12}
+
+
+# ---- the fsl stage's digit path: each distinct payload and time encoded once, the same events -------------
+
+
+@pytest.mark.parametrize("name", DIGIT_ENCODERS)
+@pytest.mark.parametrize("store_texts", [True, False])
+def test_stage_reuse_of_untimed_encodings_gives_the_per_event_result(name, store_texts, internvl_folder):
+    from owa_builders.accounting import Accounting
+    from owa_builders.fsl.stage import _DigitEvents, _encode_chunk
+    from owa_builders.fsl.tokenizer import IMAGE_PATTERNS, prepare_tokenizer
+
+    screen = {"utc_ns": 1, "source_shape": [1920, 1080], "shape": [64, 48], "media_ref": {"uri": "e.mkv"}}
+    valid = [
+        ("keyboard", "desktop/KeyboardEvent", {"event_type": "press", "vk": 65}),
+        ("mouse/raw", "desktop/RawMouseEvent", raw_mouse(last_x=5, last_y=-3)),
+        ("mouse/raw", "desktop/RawMouseEvent", raw_mouse(last_x=99_999, last_y=-99_999, button_data=0x7FFF)),
+        ("mouse", "desktop/MouseEvent", {"event_type": "scroll", "x": 70_000, "y": 3, "dx": 40, "dy": -1}),
+        ("screen", "desktop/ScreenCaptured", screen),
+        ("screen", "desktop/ScreenCaptured", screen | {"utc_ns": 2}),
+    ]
+    kinds = [(topic, message_type, orjson.dumps(message)) for topic, message_type, message in valid]
+    kinds += [(topic, message_type, message) for topic, message_type, message, _ in INVALID]
+    # every kind at many times (repeats, several time periods), in an order that mixes them
+    events = [(*kinds[(i * 7) % len(kinds)], T0 + i * 1_234_567_891) for i in range(10 * len(kinds))]
+    topics, message_types, messages, times = (list(column) for column in zip(*events))
+    tokenizer = prepare_tokenizer(str(internvl_folder), name, IMAGE_PATTERNS["internvl"])
+
+    per_event, reused = Accounting(), Accounting()
+    expected = _encode_chunk(get_encoder(name), tokenizer, store_texts, topics, message_types, times, messages,
+                             per_event)
+    digit_events = _DigitEvents(get_encoder(name), tokenizer, store_texts)
+    digit_events.PAYLOADS_REMEMBERED = 4  # forgotten and encoded again, many times
+    half = len(events) // 2
+    actual = [event
+              for part in (slice(0, half), slice(half, None))  # two chunks: what is remembered carries over
+              for event in digit_events.encode_chunk(topics[part], message_types[part], times[part], messages[part],
+                                                     reused)]
+    assert [event._replace(ids=list(event.ids)) for event in actual] == expected
+    assert reused.to_dict() == per_event.to_dict()
+    totals = per_event.totals()
+    assert totals.read == len(events) and len(expected) == totals.read - sum(totals.dropped.values())
+    assert set(totals.dropped) == {reason for *_, reason in INVALID} and totals.clamped  # drops and clamps replayed
