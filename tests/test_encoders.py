@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -700,6 +701,7 @@ def test_stage_reuse_of_untimed_encodings_gives_the_per_event_result(name, store
     # every kind at many times (repeats, several time periods), in an order that mixes them
     events = [(*kinds[(i * 7) % len(kinds)], T0 + i * 1_234_567_891) for i in range(10 * len(kinds))]
     topics, message_types, messages, times = (list(column) for column in zip(*events))
+    times = np.array(times, dtype=np.int64)
     tokenizer = prepare_tokenizer(str(internvl_folder), name, IMAGE_PATTERNS["internvl"])
 
     per_event, reused = Accounting(), Accounting()

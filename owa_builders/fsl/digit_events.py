@@ -54,7 +54,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import orjson
 
@@ -93,6 +93,8 @@ _BUTTON_TOKEN = dict(zip(payloads.MOUSE_BUTTONS, BUTTON_TOKENS, strict=True))
 _BUTTON_NAME = dict(zip(BUTTON_TOKENS, payloads.MOUSE_BUTTONS, strict=True))
 _PRESSED = {PRESS: True, RELEASE: False}
 _SCREEN_MESSAGE = IMAGE_PLACEHOLDER.encode()
+
+T = TypeVar("T")  # a time in ns or an array of them
 
 
 class UntimedEvent(NamedTuple):
@@ -176,8 +178,12 @@ class DigitEventEncoder:
 
     def time_tokens(self, timestamp_ns: int) -> tuple[str, ...]:
         """The time digits of an event at `timestamp_ns`."""
-        time = self.format.time
-        return time.encode(timestamp_ns // TIME_UNIT_NS % time.modulus)
+        return self.format.time.encode(self.time_residue(timestamp_ns))
+
+    def time_residue(self, timestamp_ns: T) -> T:
+        """What the time digits of an event at `timestamp_ns` write: its 10 ms time unit modulo the time
+        period (the same for an int64 numpy array of times, element by element)."""
+        return timestamp_ns // TIME_UNIT_NS % self.format.time.modulus
 
     def decode(self, tokens: str | Iterable[str], start_time_ns: int) -> list[Event]:
         """The events of an episode's tokens (or their joined text), in order; times are unwrapped from

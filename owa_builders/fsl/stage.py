@@ -12,6 +12,7 @@ An event shows at most one image: the screen frame its payload (a ScreenCaptured
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from functools import partial
 from typing import NamedTuple
@@ -130,7 +131,7 @@ def _encoded_events(
         yield from encode_chunk(
             chunk.column("topic").to_pylist(),
             chunk.column("message_type").to_pylist(),
-            times[start:stop].tolist(),
+            times[start:stop],
             chunk.column("mcap_message").to_pylist(),
             counts,
         )
@@ -142,14 +143,14 @@ def _encode_chunk(
     store_texts: bool,
     topics: list[str],
     message_types: list[str],
-    times: list[int],
+    times: np.ndarray,
     messages: list[bytes],
     counts: Accounting,
 ) -> list[_Event]:
     """Events encoded one by one (`encoder.encode`), their ids looked up or tokenized all at once."""
     extra_image_tokens = len(tokenizer.image_ids) - 1
     kept = []
-    for topic, message_type, timestamp, message in zip(topics, message_types, times, messages):
+    for topic, message_type, timestamp, message in zip(topics, message_types, times.tolist(), messages):
         topic_counts = counts.topic(topic)
         topic_counts.read += 1
         encoded = encoder.encode(topic, message_type, timestamp, message,
@@ -193,24 +194,28 @@ class _DigitEvents:
         # with the parts as (ids, text)
         self.payloads: dict[tuple[str, str], dict[bytes, tuple]] = {}
         self.parts: dict[tuple[str, ...], tuple[tuple[int, ...], str]] = {}  # tokens -> (ids, text)
+        self.time_parts: list[tuple[tuple[int, ...], str] | None] = [None] * encoder.format.time.modulus  # by residue
 
     def encode_chunk(
-        self, topics: list[str], message_types: list[str], times: list[int], messages: list[bytes], counts: Accounting
+        self, topics: list[str], message_types: list[str], times: np.ndarray, messages: list[bytes], counts: Accounting
     ) -> list[_Event]:
+        for topic, read in Counter(topics).items():  # topics in the order they first appear
+            counts.topic(topic).read += read
         events = []
-        store_texts, time_tokens, extra_image_tokens = self.store_texts, self.encoder.time_tokens, self.extra_image_tokens
-        for topic, message_type, timestamp, message in zip(topics, message_types, times, messages):
-            topic_counts = counts.topic(topic)
-            topic_counts.read += 1
+        store_texts, time_parts, extra_image_tokens = self.store_texts, self.time_parts, self.extra_image_tokens
+        residues = self.encoder.time_residue(times).tolist()
+        for topic, message_type, timestamp, residue, message in zip(
+            topics, message_types, times.tolist(), residues, messages
+        ):
             payloads = self.payloads.get((topic, message_type)) or self._payloads(topic, message_type)
             drop, clamps, (before_ids, before_text), (after_ids, after_text), images = (
                 payloads.get(message) or self._untimed(topic, message_type, message, payloads))
             if drop is not None or clamps:
+                topic_counts = counts.topic(topic)
                 count_untimed(drop, clamps, topic_counts.dropped, topic_counts.clamped)
                 if drop is not None:
                     continue
-            digits = time_tokens(timestamp)
-            time_ids, time_text = self.parts.get(digits) or self._part(digits)
+            time_ids, time_text = time_parts[residue] or self._time_part(residue)
             ids = before_ids + time_ids + after_ids
             events.append(_Event(
                 topic,
@@ -245,6 +250,11 @@ class _DigitEvents:
         encoded = EncodedEvent.of_tokens(tokens)
         (ids,) = self.tokenizer.event_ids([encoded])
         part = self.parts[tokens] = (tuple(ids), self.tokenizer.event_text(encoded) if self.store_texts else "")
+        return part
+
+    def _time_part(self, residue: int) -> tuple[tuple[int, ...], str]:
+        digits = self.encoder.format.time.encode(residue)
+        part = self.time_parts[residue] = self.parts.get(digits) or self._part(digits)
         return part
 
 
