@@ -82,7 +82,7 @@ def plot_episode_timeline(
         raise ValueError(f"{path}: the episode has no messages, nothing to draw")
     span_s = max((end - start) / NS_PER_S, 1e-9)
 
-    lanes = sorted(read, key=lambda topic: (not settings.keeps_topic(topic), topic), reverse=True)  # kept on top
+    lanes = sorted(read, key=lambda topic: (topic not in survey.topics.kept, topic), reverse=True)  # kept on top
     height = 190 + 62 * len(lanes)  # pixels: title and legend 90, x axis 60, a lane 62
     figure = _figure(height)
     axes = figure.add_axes((0.13, 60 / height, 0.58, 1 - 150 / height))
