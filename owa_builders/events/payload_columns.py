@@ -54,8 +54,9 @@ class RawMouseReader:
         messages = payloads.tolist()
         ids = list(map(self._ids.get, messages))
         if None in ids:
-            if len(self._ids) + len(messages) > self.MAX_DISTINCT:
-                self.__init__()
+            if len(self._ids) + len(messages) > self.MAX_DISTINCT:  # forget, then read this run afresh
+                self._ids.clear()
+                self._fields.clear()
                 ids = [None] * len(messages)
             ids = [self._id(message) if i is None else i for i, message in zip(ids, messages)]
             self._table = np.array(self._fields, np.int64).reshape(-1, 3)
