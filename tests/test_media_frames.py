@@ -235,10 +235,14 @@ def test_image_size_resizes_the_decoded_frame_as_pyav_does(gop_video, size):
 def test_image_size_through_make_transform_and_for_placeholders(events, copied_recordings, tmp_path):
     rows = transformed(screen_rows(events["train"]), image_size=(40, 30))[:3]["image"]
     assert [image.size for image in rows] == [(40, 30)] * 3
+    arrays = transformed(screen_rows(events["train"]), image_size=(40, 30), images_as="array")[:3]["image"]
+    assert all(np.array_equal(array, np.asarray(image)) for array, image in zip(arrays, rows, strict=True))
     moved_events = load_events(copied_recordings, tmp_path / "cache")["train"]
     (copied_recordings / "train" / "episode_000.mkv").unlink()
-    image = transformed(screen_rows(moved_events), image_size=(40, 30), missing_media="placeholder")[0]["image"]
-    assert image.size == (40, 30) and not np.asarray(image).any()
+    for images_as in ("pil", "array"):
+        image = transformed(screen_rows(moved_events), image_size=(40, 30), missing_media="placeholder",
+                            images_as=images_as)[0]["image"]
+        assert np.asarray(image).shape == (30, 40, 3) and not np.asarray(image).any()
     with pytest.raises(ValueError, match=r"image_size must be \(width, height\) in positive pixels, not \(0, 30\)"):
         make_transform(events["train"], image_size=(0, 30))
 

@@ -11,6 +11,7 @@ import orjson
 import pytest
 import torch
 from media_fixtures import frame_indices, load_fsl
+from PIL import Image
 from torch.utils.data import DataLoader
 from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
@@ -26,6 +27,15 @@ def fsl_path(recordings, internvl_folder, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("fsl") / "dataset"
     owa_builders.save_to_disk(load_fsl(recordings, tmp_path_factory.mktemp("cache"), internvl_folder), path)
     return path
+
+
+@pytest.fixture(scope="module")
+def binned(recordings, tmp_path_factory) -> datasets.Dataset:
+    """owa_binned 10fps test rows, the screen limited to 5 Hz: some bins carry the last frame."""
+    slow_screen = {"rate_limits": {"screen": {"hz": 5, "policy": "drop"}}}
+    return datasets.load_dataset("owa_binned", "10fps", data_dir=str(recordings),
+                                 cache_dir=str(tmp_path_factory.mktemp("binned")),
+                                 events_overrides=slow_screen)["test"]
 
 
 def test_fsl_method_form_gives_tensors_and_images_in_row_order(fsl_path, recordings):
@@ -67,13 +77,9 @@ def test_image_processor_gives_pixel_values_and_numpy_without_torch_tensors(fsl_
     assert np.allclose(as_numpy["pixel_values"], row["pixel_values"].numpy())
 
 
-def test_binned_rows_get_state_frames_and_decoded_actions(recordings, tmp_path):
-    slow_screen = {"rate_limits": {"screen": {"hz": 5, "policy": "drop"}}}  # some bins carry the last frame
-    binned = datasets.load_dataset("owa_binned", "10fps", data_dir=str(recordings), cache_dir=str(tmp_path),
-                                   events_overrides=slow_screen)["test"]
+def test_binned_rows_get_state_frames_and_decoded_actions(recordings, binned):
     stored = binned[:]
-    binned.set_transform(make_transform(binned))
-    rows = binned[:]
+    rows = binned.with_transform(make_transform(binned))[:]
     assert any(rows["state_carried"]) and sum(map(len, rows["images"])) > 10
     for index, (state, images) in enumerate(zip(stored["state"], rows["images"])):
         assert [frame_index_from_image(np.asarray(image)) for image in images] == frame_indices(
@@ -82,10 +88,46 @@ def test_binned_rows_get_state_frames_and_decoded_actions(recordings, tmp_path):
         assert rows["actions"][index] == [orjson.loads(action) for action in stored["actions"][index]]
 
 
-def test_transforms_pickle_into_dataloader_workers(fsl_path):
+def delivered(dataset: datasets.Dataset, column: str, **options) -> list:
+    """Every frame in `column` of the transformed rows, flattened (None for an event without one)."""
+    values = dataset.with_transform(make_transform(dataset, **options))[:][column]
+    return [frame for value in values for frame in (value if isinstance(value, list) else [value])]
+
+
+def test_images_as_array_gives_the_pil_images_pixels_read_only_without_pil(fsl_path, events, binned, monkeypatch):
+    def no_pil(*args):
+        raise AssertionError("PIL used for images_as='array'")
+
+    fsl = owa_builders.load_from_disk(fsl_path)["train"]
+    for dataset, column in ((fsl, "images"), (events["train"], "image"), (binned, "images")):
+        images = delivered(dataset, column)
+        with monkeypatch.context() as patched:
+            patched.setattr(Image, "fromarray", no_pil)
+            arrays = delivered(dataset, column, images_as="array")
+            uncached = delivered(dataset, column, images_as="array", frame_cache_bytes=0)
+        assert len(arrays) == len(images) == len(uncached) and sum(image is not None for image in images) > 10
+        for image, array, uncached_array in zip(images, arrays, uncached):
+            if image is None:
+                assert array is None and uncached_array is None
+                continue
+            assert type(array) is np.ndarray and array.dtype == np.uint8 and array.shape == (image.height, image.width, 3)
+            assert np.array_equal(array, np.asarray(image)) and np.array_equal(uncached_array, array)
+            assert not array.flags.writeable and not uncached_array.flags.writeable  # cached or not
+
+
+def test_images_as_is_checked(events):
+    for options in ({}, {"load_images": False}):
+        with pytest.raises(ValueError, match=r"^images_as must be 'pil' or 'array', not 'numpy'$"):
+            make_transform(events["train"], images_as="numpy", **options)
+
+
+@pytest.mark.parametrize("images_as", ["pil", "array"])
+def test_transforms_pickle_into_dataloader_workers(fsl_path, images_as):
     dataset = owa_builders.load_from_disk(fsl_path)["train"]
-    assert pickle.loads(pickle.dumps(make_transform(dataset))) == make_transform(dataset)
-    dataset.auto_set_transform()
+    transform = make_transform(dataset, images_as=images_as)
+    copied = pickle.loads(pickle.dumps(transform))
+    assert copied == transform and copied.images_as == images_as
+    dataset.auto_set_transform(images_as=images_as)
     collator = FslCollator.from_dataset(dataset)
     in_process = list(DataLoader(dataset, batch_size=2, collate_fn=collator))
     # spawn: each worker unpickles the dataset with its transform, as on platforms without fork
@@ -96,6 +138,9 @@ def test_transforms_pickle_into_dataloader_workers(fsl_path):
         assert torch.equal(ours["input_ids"], theirs["input_ids"]) and torch.equal(ours["labels"], theirs["labels"])
         assert [[np.asarray(image).tolist() for image in row] for row in ours["images"]] == [
             [np.asarray(image).tolist() for image in row] for row in theirs["images"]]
+        if images_as == "array":  # read-only in the worker; unpickled in the main process, writable copies
+            assert all(not frame.flags.writeable for row in ours["images"] for frame in row)
+            assert all(type(frame) is np.ndarray and frame.flags.writeable for row in theirs["images"] for frame in row)
 
 
 def test_malformed_stored_json_names_the_episode_the_row_and_the_column(fsl_path, events):
@@ -122,6 +167,8 @@ def test_a_malformed_image_reference_names_its_row_or_becomes_a_counted_placehol
     with pytest.raises(MissingFrameError, match=rf"^malformed image reference .*, referenced in episode "
                                                 rf"{row['episode_path'][0]}, row with first_timestamp_ns="):
         make_transform(fsl)(row)
-    loaded = make_transform(fsl, missing_media="placeholder")(row)
-    assert loaded["missing_frames"] == [1]
-    assert np.asarray(loaded["images"][0][1]).shape == (6, 8, 3) and not np.asarray(loaded["images"][0][1]).any()
+    for images_as in ("pil", "array"):
+        loaded = make_transform(fsl, missing_media="placeholder", images_as=images_as)(row)
+        placeholder = np.asarray(loaded["images"][0][1])
+        assert loaded["missing_frames"] == [1] and placeholder.shape == (6, 8, 3) and not placeholder.any()
+        assert isinstance(loaded["images"][0][1], np.ndarray) == (images_as == "array")

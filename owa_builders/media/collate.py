@@ -7,8 +7,9 @@
   FlashAttention boundaries ``cu_seq_lens_q/k`` (int32) and ``max_length_q/k``.
 
 In both, labels ignore padding and image tokens. Frames travel beside the tokens: ``pixel_values``
-joined along their first axis, or ``images`` as one list of PIL images per row. Rows may come from the
-fsl transform (tensors) or straight from the dataset (lists).
+joined along their first axis, or ``images`` as one list per row of the frames the transform delivered
+(PIL images, or RGB arrays with ``images_as="array"``). Rows may come from the fsl transform (tensors)
+or straight from the dataset (lists).
 """
 
 from __future__ import annotations

@@ -2,16 +2,25 @@
 
     auto_set_transform(dataset, load_images=True)       # stage and recordings' root from the dataset
     dataset[0]["images"]                                 # fsl: list of PIL images, in row order
+    auto_set_transform(dataset, images_as="array")      # ... or of RGB arrays, (height, width, 3) uint8
 
 A transform is applied by datasets on every access (``set_transform``), to one row or a batch of rows;
 all frames of the call are decoded together (see `frames`). What each stage's rows become:
 
-- fsl: ``input_ids`` / ``attention_mask`` as int64 tensors; ``images`` as PIL images, or, with an
+- fsl: ``input_ids`` / ``attention_mask`` as int64 tensors; ``images`` as frames, or, with an
   ``image_processor``, ``pixel_values`` in their place;
 - events: ``mcap_message`` as the decoded message (a dict) and ``image``: the frame of a screen event
   (None for other events);
 - binned: ``state`` and ``actions`` as decoded messages, ``images``: the frames of the state, and the
   numeric action columns as tensors.
+
+Frames are PIL images (RGB), or with ``images_as="array"`` RGB numpy arrays (height, width, 3) uint8 made
+without PIL (at 1080p PIL's conversion costs about as much as decoding: `BENCHMARKS.md`). The arrays are
+read-only: they are shared with the loader's frame cache and with other requests for the same frame, so an
+in-place edit would change frames delivered later. Copy one to write to it (``np.array(frame)``);
+``torch.from_numpy`` warns once per process that the array is not writable (and a tensor made from it must
+not be edited in place either); ``torch.tensor(frame)`` copies. Batches from DataLoader workers arrive in
+the main process unpickled, as writable arrays.
 
 Other columns pass through. With ``missing_media="placeholder"`` each row also gets ``missing_frames``,
 how many of its frames are black placeholders. Stored JSON that cannot be read raises `MalformedRowError`
@@ -22,9 +31,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate, pairwise
-from typing import Any
+from typing import Any, Literal, get_args
 
 import datasets
 import orjson
@@ -42,6 +51,7 @@ class MalformedRowError(ValueError):
     """A row whose stored JSON (an event payload, a state or action, an image reference) cannot be read."""
 
 
+ImagesAs = Literal["pil", "array"]
 ROW_KEYS = ("bin_idx", "timestamp_ns", "first_timestamp_ns")  # what names a row of each stage in its episode
 
 
@@ -65,15 +75,25 @@ def _row_name(batch: Mapping[str, list], i: int) -> str:
 @dataclass(frozen=True)
 class _Transform:
     frames: FrameLoader | None  # None: frames are not loaded
+    images_as: ImagesAs = field(default="pil", kw_only=True)  # frames as PIL images or read-only RGB arrays
 
-    def _row_frames(self, out: dict, screens: Sequence[Sequence[Mapping]], as_pil: bool = True) -> list[list]:
-        """Each row's frames: PIL images (or RGB arrays) of its screen messages, all rows decoded in one call.
+    def __post_init__(self):
+        if self.images_as not in get_args(ImagesAs):
+            raise ValueError(f"images_as must be 'pil' or 'array', not {self.images_as!r}")
+
+    def _row_frames(self, out: dict, screens: Sequence[Sequence[Mapping]], images_as: ImagesAs) -> list[list]:
+        """Each row's frames (of its screen messages) as `images_as` says, all rows decoded in one call.
 
         With placeholders allowed, each row's count of them goes to ``out["missing_frames"]``."""
         requests = [FrameRequest(out["episode_path"][i], screen, _row_name(out, i))
                     for i, row in enumerate(screens) for screen in row]
         loaded = self.frames.load(requests)
-        images = [Image.fromarray(frame) for frame in loaded.frames] if as_pil else loaded.frames
+        if images_as == "pil":
+            images = [Image.fromarray(frame) for frame in loaded.frames]
+        else:
+            images = loaded.frames
+            for frame in images:  # read-only whether the cache kept it or not: one contract for all
+                frame.flags.writeable = False
         rows = list(pairwise(accumulate(map(len, screens), initial=0)))  # each row's (start, end) in requests
         if self.frames.missing_media == "placeholder":
             out["missing_frames"] = [sum(start <= i < end for i in loaded.placeholders) for start, end in rows]
@@ -82,12 +102,13 @@ class _Transform:
 
 @dataclass(frozen=True)
 class FslTransform(_Transform):
-    """fsl rows: token tensors, and the row's frames as PIL images (or an image processor's pixel_values)."""
+    """fsl rows: token tensors, and the row's frames (or an image processor's pixel_values)."""
 
     image_processor: Any = None  # e.g. a transformers image processor: called on each row's images
     return_tensors: TensorType | None = None  # "pt" when torch is installed, else "np"
 
     def __post_init__(self):
+        super().__post_init__()
         object.__setattr__(self, "return_tensors", check_tensor_type(self.return_tensors))
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
@@ -98,10 +119,10 @@ class FslTransform(_Transform):
             return out
         screens = _decoded_rows(batch, "images")
         if self.image_processor is None:
-            out["images"] = self._row_frames(out, screens)
+            out["images"] = self._row_frames(out, screens, self.images_as)
         else:  # the processor takes the RGB arrays: no PIL images in between
             del out["images"]
-            out["pixel_values"] = [self._pixel_values(frames) for frames in self._row_frames(out, screens, False)]
+            out["pixel_values"] = [self._pixel_values(row) for row in self._row_frames(out, screens, "array")]
         return out
 
     def _pixel_values(self, frames: list):
@@ -119,7 +140,8 @@ class EventsTransform(_Transform):
         out["mcap_message"] = messages = _decoded_rows(batch, "mcap_message", nested=False)
         if self.frames is not None:
             screens = [[m] if t == SCREEN_CAPTURED else [] for m, t in zip(messages, batch["message_type"])]
-            out["image"] = [frames[0] if frames else None for frames in self._row_frames(out, screens)]
+            frames = self._row_frames(out, screens, self.images_as)
+            out["image"] = [row[0] if row else None for row in frames]
         return out
 
 
@@ -134,6 +156,7 @@ class BinnedTransform(_Transform):
                      "keys_down": "int64", "keys_pressed": "int64", "keys_released": "int64", "action": "float32"}
 
     def __post_init__(self):
+        super().__post_init__()
         object.__setattr__(self, "return_tensors", check_tensor_type(self.return_tensors))
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
@@ -147,7 +170,7 @@ class BinnedTransform(_Transform):
             for column in ("mouse_x", "mouse_y"):
                 out[column] = [as_tensor(value or 0, self.return_tensors, "int64") for value in batch[column]]
         if self.frames is not None:
-            out["images"] = self._row_frames(out, out["state"])
+            out["images"] = self._row_frames(out, out["state"], self.images_as)
         return out
 
 
@@ -188,6 +211,7 @@ def make_transform(
     decoder: Decoder = "pyav",
     image_size: tuple[int, int] | None = None,
     frame_cache_bytes: int = DEFAULT_FRAME_CACHE_BYTES,
+    images_as: ImagesAs = "pil",
 ) -> FslTransform | EventsTransform | BinnedTransform:
     """The transform for `dataset`'s rows (for ``set_transform``, ``with_transform`` or your own loop).
 
@@ -202,6 +226,9 @@ def make_transform(
     image_size: (width, height) every frame is resized to in the worker (the model's input), None: as
     recorded. frame_cache_bytes: pixels of recently delivered frames kept per process (open decoders:
     `frames.MAX_OPEN_VIDEOS`). See `owa_builders.media.frames`.
+    images_as: "pil" (default) or "array": frames as PIL images, or as read-only RGB numpy arrays
+    (height, width, 3) uint8 shared with the frame cache, made without PIL (see the module docstring);
+    with an image_processor the processor gets the arrays either way.
     """
     split = next(iter(dataset.values())) if isinstance(dataset, datasets.DatasetDict) else dataset
     metadata = _metadata(split)
@@ -211,10 +238,12 @@ def make_transform(
         root = media_root_for(metadata, media_root, allow_external_media)
         frames = FrameLoader(root, missing_media, decoder, image_size, frame_cache_bytes)
     if stage == "fsl":
-        return FslTransform(frames, image_processor, return_tensors)
+        return FslTransform(frames, image_processor, return_tensors, images_as=images_as)
     if image_processor is not None:
         raise ValueError(f"image_processor applies to fsl rows, not {stage} rows")
-    return EventsTransform(frames) if stage == "events" else BinnedTransform(frames, return_tensors)
+    if stage == "events":
+        return EventsTransform(frames, images_as=images_as)
+    return BinnedTransform(frames, return_tensors, images_as=images_as)
 
 
 def auto_set_transform(
