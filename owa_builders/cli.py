@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import logging
 import sys
@@ -313,11 +314,24 @@ def _bad_input_errors() -> tuple[type[Exception], ...]:
     return BadRecordingError, FileNotFoundError, NotADirectoryError, ValueError
 
 
+def _import_libraries() -> None:
+    """Import owa_builders (and datasets, pandas, pyarrow) with the cyclic garbage collector paused, then
+    freeze what the imports made: their ~100k long-lived objects are never scanned again, in this process
+    or in forked workers. Saves about 0.2 s of every command (BENCHMARKS.md, "Fixed cost")."""
+    gc.disable()
+    try:
+        import owa_builders  # noqa: F401
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if (code := _own_parser_command(argv)) is not None:
         return code
     args = parser().parse_args(argv)
+    _import_libraries()
     try:
         with _logging_for(args):
             return args.run(args)

@@ -124,11 +124,11 @@ def _time_goes_backwards(episode, channels, batch: MessageBatch, before: int, po
 
 
 def _check_screen_media(episode, batch: MessageBatch, indices, seen: set[str], allow_external: bool) -> None:
-    for index in indices.tolist():
-        try:
-            uri = screen_media_uri(batch.payload(index))
-        except Drop as drop:
-            raise MediaReferenceError(episode.path, f"screen message without a readable media_ref.uri ({drop.reason})")
+    try:
+        uris = dict.fromkeys(map(screen_media_uri, batch.payloads(indices)))  # in file order
+    except Drop as drop:
+        raise MediaReferenceError(episode.path, f"screen message without a readable media_ref.uri ({drop.reason})")
+    for uri in uris:
         if uri not in seen:
             check_media_uri(episode, uri, allow_external)
             seen.add(uri)

@@ -13,6 +13,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 from functools import cache
+from importlib.metadata import entry_points
 from pathlib import Path, PurePosixPath
 
 from .errors import (
@@ -129,9 +130,9 @@ def _open_remote(episode: Episode) -> McapScanner:
 
 @cache
 def _known_message_types() -> frozenset[str]:
-    from owa.core import MESSAGES
-
-    return frozenset(MESSAGES.keys())
+    """The message types installed packages define: the names of owa.core's ``owa.msgs`` entry points (read
+    without importing every message class, as ``owa.core.MESSAGES`` would: that costs 0.3 s per process)."""
+    return frozenset(entry_point.name for entry_point in entry_points(group="owa.msgs"))
 
 
 def check_channel(episode: Episode, channel: ChannelInfo) -> None:
