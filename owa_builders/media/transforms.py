@@ -15,7 +15,7 @@ all frames of the call are decoded together (see `frames`). What each stage's ro
   numeric action columns as tensors.
 
 Frames are PIL images (RGB), or with ``images_as="array"`` RGB numpy arrays (height, width, 3) uint8 made
-without PIL (at 1080p PIL's conversion costs about as much as decoding: `BENCHMARKS.md`). The arrays are
+without PIL (at 1080p PIL's conversion takes half the loading time: `BENCHMARKS.md`). The arrays are
 read-only: they are shared with the loader's frame cache and with other requests for the same frame, so an
 in-place edit would change frames delivered later. Copy one to write to it (``np.array(frame)``);
 ``torch.from_numpy`` warns once per process that the array is not writable (and a tensor made from it must
