@@ -215,6 +215,26 @@ def _payloads(messages: list[bytes]) -> Payloads:
     return Payloads(buffer, np.array(starts, np.int64), np.array(ends, np.int64))
 
 
+@hypothesis_settings(max_examples=200)
+@given(st.lists(st.tuples(st.integers(0, 3), st.binary(max_size=6)), max_size=30))
+def test_payloads_distinct_gives_back_each_payload(gaps_and_messages):
+    buffer, starts, ends = b"", [], []
+    for gap, message in gaps_and_messages:  # payloads next to each other, or apart; empty ones too
+        buffer += b"\x00" * gap
+        starts.append(len(buffer))
+        buffer += message
+        ends.append(len(buffer))
+    which, distinct = Payloads(buffer, np.array(starts, np.int64), np.array(ends, np.int64)).distinct()
+    messages = [message for _, message in gaps_and_messages]
+    assert [distinct[i] for i in which.tolist()] == messages
+    assert sorted(distinct) == sorted(set(messages))
+
+
+def test_payloads_distinct_refuses_payloads_out_of_buffer_order():
+    with pytest.raises(ValueError, match="buffer order"):
+        Payloads(b"abcdef", np.array([3, 0], np.int64), np.array([5, 2], np.int64)).distinct()
+
+
 def _expected_raw_mouse(message: bytes) -> tuple[int, int, int]:
     try:
         value = json.loads(message)

@@ -205,7 +205,8 @@ class LatestPosition(_SlotMoves):
     keeps_first_payload = False
 
     def _classify(self, payloads):
-        kinds = np.array([_mouse_event_kind(payload) for payload in payloads.tolist()], np.int8)
+        which, distinct = payloads.distinct()
+        kinds = np.array([_mouse_event_kind(payload) for payload in distinct], np.int8)[which]
         zeros = np.zeros(len(kinds), np.int64)
         return kinds, zeros, zeros
 

@@ -36,6 +36,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatch
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,7 +66,7 @@ class ImagePattern:
     length: int
     suffix: str
 
-    @property
+    @cached_property  # thousands of characters, spelled into every text with an image
     def text(self) -> str:
         return self.prefix + self.token * self.length + self.suffix
 
