@@ -49,9 +49,9 @@ _U16, _U32, _U64 = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<Q")
 _MESSAGE_FIELDS = 22  # channel_id, sequence, log_time, publish_time; the data follows
 _MESSAGE_HEAD = 9 + _MESSAGE_FIELDS
 
-# A whole Message record header, unaligned, and one MessageIndex entry.
-_MESSAGE_RECORD = np.dtype([("opcode", "u1"), ("length", "<u8"), ("channel_id", "<u2"), ("sequence", "<u4"),
-                            ("log_time", "<u8"), ("publish_time", "<u8")])  # fmt: skip
+# The fields of a Message record's header the index is checked against: (byte offset, type), unaligned;
+# and one MessageIndex entry.
+_MESSAGE_HEADER_FIELDS = {"opcode": (0, "u1"), "length": (1, "<u8"), "channel_id": (9, "<u2"), "log_time": (15, "<u8")}
 _INDEX_ENTRY = np.dtype([("log_time", "<u8"), ("offset", "<u8")])
 _INT64_MAX = np.iinfo(np.int64).max
 _RUN_LIMIT = 1 << 20  # un-chunked records are batched up to about this many bytes
@@ -95,6 +95,12 @@ class MessageBatch:
         """The payloads of several messages (faster than one `payload` call each)."""
         buffer = self.buffer
         return [buffer[a:b] for a, b in zip(self.data_starts[indices].tolist(), self.data_ends[indices].tolist())]
+
+
+def _starting_at_each_byte(buffer: bytes, dtype: str) -> np.ndarray:
+    """The `dtype` value starting at each byte of `buffer` where one fits (a view, not a copy)."""
+    itemsize = np.dtype(dtype).itemsize
+    return np.ndarray((max(len(buffer) - itemsize + 1, 0),), dtype, buffer, strides=(1,))
 
 
 def _describe(opcode: int) -> str:
@@ -405,8 +411,8 @@ class McapScanner:
         offsets = entry["offset"].astype(np.int64)
 
         # Every entry must point at a Message record of its channel and log time that ends inside the chunk.
-        starting_at_each_byte = (max(size - _MESSAGE_HEAD + 1, 0),)
-        heads = np.ndarray(starting_at_each_byte, _MESSAGE_RECORD, records, strides=(1,))[offsets]
+        heads = {name: _starting_at_each_byte(records, dtype)[offsets + offset]  # a gather per field: 3x faster
+                 for name, (offset, dtype) in _MESSAGE_HEADER_FIELDS.items()}
         lengths = heads["length"]
         ok = (heads["opcode"] == MESSAGE) & (heads["channel_id"] == channel_ids)
         if not (ok := ok & (heads["log_time"] == entry["log_time"])).all():
