@@ -1,6 +1,6 @@
 """A whole `owa-builders build owa_fsl --name internvl3` as a user runs it: recordings → fsl, fresh cache.
 
-    .venv/bin/python bench/end_to_end.py [--cases small long long_np2] [--repeats 1] [--warm-tokenizer-cache]
+    .venv/bin/python bench/end_to_end.py [--cases small long long_np2 6h 6h_np2] [--repeats 1] [--warm-tokenizer-cache]
                                          [--profile CASE]
 
 Each case runs the CLI command in a fresh process with a fresh, empty ``HF_DATASETS_CACHE`` (so stage 1
@@ -11,7 +11,9 @@ largest of its processes, workers included). ``--warm-tokenizer-cache``: ``HF_DA
 builds into a fresh ``--cache-dir`` (a user's second build of other recordings).
 
 - ``small``: one 10-second recording (the fixed cost of every build);
-- ``long``: 60 minutes, 6 ten-minute episodes, ``--num-proc 1``; ``long_np2``: the same, ``--num-proc 2``.
+- ``long``: 60 minutes, 6 ten-minute episodes, ``--num-proc 1``; ``long_np2``: the same, ``--num-proc 2``;
+- ``6h`` / ``6h_np2``: 6 hours, the 60 minutes six times over (hard links in six subfolders: 36 episodes),
+  to see how ``--num-proc 2`` scales once the command's fixed cost is small beside the work.
 
 Recordings are the reference profile (`owa_builders.synth`, as bench/events_stage.py: 60 Hz screen, 1 kHz
 ``mouse/raw``, 100 Hz ``mouse``, typing; no video pixels, an empty placeholder is referenced), synthesized
@@ -60,20 +62,37 @@ def tokenizer_folder() -> Path:
     return folder
 
 
-CASES = {  # name: (recordings folder name, episodes, seconds each, num_proc)
-    "small": ("10s", 1, 10.0, 1),
-    "long": ("60min", 6, 600.0, 1),
-    "long_np2": ("60min", 6, 600.0, 2),
+def replicated(folder: Path, copies: int) -> Path:
+    """`folder`'s recordings `copies` times over, as hard links in subfolders copy_0, copy_1, ... (made once)."""
+    target = folder.with_name(f"{folder.name}_x{copies}")
+    for copy in range(copies):
+        subfolder = target / f"copy_{copy}"
+        subfolder.mkdir(parents=True, exist_ok=True)
+        for file in folder.glob("episode_*"):
+            if not (subfolder / file.name).exists():
+                os.link(file, subfolder / file.name)
+    return target
+
+
+CASES = {  # name: (recordings folder name, episodes, seconds each, copies, num_proc)
+    "small": ("10s", 1, 10.0, 1, 1),
+    "long": ("60min", 6, 600.0, 1, 1),
+    "long_np2": ("60min", 6, 600.0, 1, 2),
+    "6h": ("60min", 6, 600.0, 6, 1),
+    "6h_np2": ("60min", 6, 600.0, 6, 2),
 }
+DEFAULT_CASES = ["small", "long", "long_np2"]
 
 
 def command(case: str) -> tuple[list[str], float]:
     """The CLI arguments of a case and the seconds of recordings it converts."""
-    name, episodes, seconds, num_proc = CASES[case]
+    name, episodes, seconds, copies, num_proc = CASES[case]
     data = recordings(name, episodes, seconds)
+    if copies > 1:
+        data = replicated(data, copies)
     args = ["build", "owa_fsl", "--name", "internvl3", "--data-dir", str(data), "--num-proc", str(num_proc),
             "--set", f"tokenizer={tokenizer_folder()}", "-q"]
-    return args, episodes * seconds
+    return args, episodes * seconds * copies
 
 
 # Runs the command as a child and prints its wall seconds and the peak RSS (kB) of its process tree: the
@@ -115,7 +134,7 @@ def profile(case: str, top: int = 40) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", nargs="*", choices=CASES, default=list(CASES))
+    parser.add_argument("--cases", nargs="*", choices=CASES, default=DEFAULT_CASES)
     parser.add_argument("--repeats", type=int, default=1, help="runs per case; the best is reported")
     parser.add_argument("--warm-tokenizer-cache", action="store_true", help="keep HF_DATASETS_CACHE between runs")
     parser.add_argument("--profile", choices=CASES, help="profile one run of this case instead")

@@ -16,7 +16,7 @@ from owa_builders.builder_base import RecordingsBuilder
 from owa_builders.config_files import named_configs_from_files
 from owa_builders.events.settings import EventsSettings
 from owa_builders.events.splits import split_episodes
-from owa_builders.events.stage import EVENT_SCHEMA, iter_event_tables
+from owa_builders.events.stage import EVENT_SCHEMA, ROWS_PER_TABLE, iter_event_tables
 
 
 @dataclass
@@ -28,6 +28,9 @@ class OwaEvents(RecordingsBuilder):
     BUILDER_CONFIG_CLASS = OwaEventsConfig
     BUILDER_CONFIGS = named_configs_from_files("owa_events", OwaEventsConfig)  # configs/events_*.yaml
     DEFAULT_CONFIG_NAME = "default"
+    # Arrow record batches of the stage's tables, not datasets' 100 rows for binary columns (sized for images):
+    # reading the cache then touches a few large batches, not 10,000 small ones per hour of recordings.
+    DEFAULT_WRITER_BATCH_SIZE = ROWS_PER_TABLE
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import datasets
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .._registry import builder_class
 from ..builder_base import RecordingsBuilder, recordings_data_files, stamped_files
@@ -43,9 +44,15 @@ class EpisodeRows:
     start: int
     stop: int
     episode_path: str
+    cache_file: tuple[str, int] | None = None  # (the Arrow file holding all the rows, the split's row it starts at)
 
     def table(self) -> pa.Table:
-        return self.dataset.data.table.slice(self.start, self.stop - self.start)
+        """The rows. Rows in a cache file are read through a memory map of their own, unmapped with the table:
+        the pages one episode reads do not stay resident while later episodes are converted."""
+        if self.cache_file is None:
+            return self.dataset.data.table.slice(self.start, len(self))
+        path, first_row = self.cache_file
+        return pa.ipc.open_stream(pa.memory_map(path)).read_all().slice(self.start - first_row, len(self))
 
     def __len__(self) -> int:
         return self.stop - self.start
@@ -144,16 +151,39 @@ def episode_rows(dataset: datasets.Dataset, where: str) -> list[EpisodeRows]:
         raise ValueError(f"{where}: not an event dataset, columns {sorted(missing)} are missing")
     if has_indices_mapping(dataset):  # a selected or shuffled view: rows must be read in stored order
         dataset = dataset.flatten_indices()
-    paths = dataset.data.table.column("episode_path").combine_chunks()
-    if len(paths) == 0:
-        return []
-    codes = pa.compute.dictionary_encode(paths).indices.to_numpy(zero_copy_only=False)
-    starts = np.concatenate(([0], np.nonzero(np.diff(codes))[0] + 1))
-    names = [paths[int(i)].as_py() for i in starts]
+    starts, names = [], []  # where each run of one episode's rows starts, found record batch by record batch
+    offset, previous = 0, None  # (memory stays flat: no copy of the column, which grows with the recordings)
+    for chunk in dataset.data.table.column("episode_path").chunks:
+        if chunk.null_count:
+            raise ValueError(f"{where}: not an event dataset, some rows have no episode_path")
+        if len(chunk):
+            changes = np.flatnonzero(pc.not_equal(chunk[1:], chunk[:-1]).to_numpy(zero_copy_only=False)) + 1
+            first = chunk[0].as_py()
+            for start in ([0] if first != previous else []) + changes.tolist():
+                starts.append(offset + start)
+                names.append(chunk[start].as_py())
+            offset, previous = offset + len(chunk), chunk[-1].as_py()
     if len(set(names)) != len(names):
         raise ValueError(f"{where}: rows of one episode are not contiguous (the event dataset is not ordered by episode)")
-    stops = np.append(starts[1:], len(paths))
-    return [EpisodeRows(dataset, int(a), int(b), name) for a, b, name in zip(starts, stops, names)]
+    stops = starts[1:] + [offset]
+    files = _cache_file_rows(dataset)
+    return [EpisodeRows(dataset, start, stop, name, next(((path, first) for path, first, end in files
+                                                           if first <= start and stop <= end), None))
+            for start, stop, name in zip(starts, stops, names)]
+
+
+def _cache_file_rows(dataset: datasets.Dataset) -> list[tuple[str, int, int]]:
+    """(path, first row, end row) of each Arrow file the split's rows are stored in, in order; none when
+    some rows are not in them (an in-memory dataset) or the files hold other columns."""
+    spans, first = [], 0
+    for cache_file in dataset.cache_files:
+        reader = pa.ipc.open_stream(pa.memory_map(cache_file["filename"]))
+        if not reader.schema.equals(dataset.data.schema, check_metadata=False):
+            return []
+        end = first + sum(batch.num_rows for batch in reader)
+        spans.append((cache_file["filename"], first, end))
+        first = end
+    return spans if first == dataset.num_rows else []
 
 
 class EventRowsBuilder(RecordingsBuilder):
