@@ -317,7 +317,7 @@ def _bad_input_errors() -> tuple[type[Exception], ...]:
 def _import_libraries() -> None:
     """Import owa_builders (and datasets, pandas, pyarrow) with the cyclic garbage collector paused, then
     freeze what the imports made: their ~100k long-lived objects are never scanned again, in this process
-    or in forked workers. Saves about 0.2 s of every command (BENCHMARKS.md, "Fixed cost")."""
+    or in forked workers. Saves about 0.2 s of every command (BENCHMARKS.md, "End to end")."""
     gc.disable()
     try:
         import owa_builders  # noqa: F401
