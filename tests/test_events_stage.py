@@ -230,9 +230,10 @@ def test_payloads_distinct_gives_back_each_payload(gaps_and_messages):
     assert sorted(distinct) == sorted(set(messages))
 
 
-def test_payloads_distinct_refuses_payloads_out_of_buffer_order():
-    with pytest.raises(ValueError, match="buffer order"):
-        Payloads(b"abcdef", np.array([3, 0], np.int64), np.array([5, 2], np.int64)).distinct()
+@pytest.mark.parametrize("starts, ends", [([3, 0], [5, 2]), ([4, 6], [2, 8]), ([-5], [1]), ([2], [7])])
+def test_payloads_distinct_refuses_payloads_outside_the_buffer_or_out_of_order(starts, ends):
+    with pytest.raises(ValueError, match="in the buffer, in buffer order"):
+        Payloads(b"abcdef", np.array(starts, np.int64), np.array(ends, np.int64)).distinct()
 
 
 def _expected_raw_mouse(message: bytes) -> tuple[int, int, int]:

@@ -45,8 +45,9 @@ class Payloads:
     def distinct(self) -> tuple[npt.NDArray[np.int32], list[bytes]]:
         """(which, distinct): the distinct payloads, and for each payload its position among them."""
         count = len(self)
-        if count and not (self.starts[1:] >= self.ends[:-1]).all():
-            raise ValueError("payloads must be in buffer order, without overlaps")
+        if count and not (self.starts[0] >= 0 and (self.starts <= self.ends).all() and self.ends[-1] <= len(self.buffer)
+                          and (self.starts[1:] >= self.ends[:-1]).all()):
+            raise ValueError("payloads must lie in the buffer, in buffer order, without overlaps")
         bounds = np.empty(2 * count + 1, np.int64)  # the buffer in pieces: each gap before a payload, the payload
         bounds[0] = 0
         bounds[1::2] = self.starts
