@@ -15,6 +15,7 @@ from typing import Iterator
 
 import datasets
 from datasets.exceptions import DatasetGenerationError
+from datasets.table import ConcatenationTable, MemoryMappedTable
 
 
 def supported_datasets_problem(installed: str | None = None) -> str | None:
@@ -91,6 +92,26 @@ def is_streaming(dl_manager) -> bool:
 # both share one cache. Breaks if the attribute is renamed.
 def cache_root(builder: datasets.DatasetBuilder) -> str:
     return builder._cache_dir_root
+
+
+# The Arrow files whose whole contents, in order, are a Dataset's rows: its table is memory-mapped files
+# stacked one after the other, none of them sliced or otherwise changed since it was mapped (the operations
+# a MemoryMappedTable replays; new schema metadata changes no row). None for anything else (in-memory rows,
+# slices, columns added side by side). `cache_files` alone cannot tell (a slice of a file lists the whole
+# file). Breaks if datasets.table's classes or replay names change.
+_ROW_PRESERVING_REPLAYS = {"replace_schema_metadata"}
+
+
+def whole_arrow_files(dataset: datasets.Dataset) -> list[str] | None:
+    table = dataset.data
+    blocks = table.blocks if isinstance(table, ConcatenationTable) else [[table]]
+    files = []
+    for row in blocks:
+        if not (len(row) == 1 and isinstance(row[0], MemoryMappedTable)
+                and all(name in _ROW_PRESERVING_REPLAYS for name, _, _ in row[0].replays)):
+            return None
+        files.append(row[0].path)
+    return files
 
 
 # A selected or shuffled Dataset reads its rows through an indices mapping; we read Arrow tables in stored

@@ -44,22 +44,36 @@ def test_episode_rows_refuse_rows_without_an_episode_path():
         episode_rows(split(["a.mcap", None], 1), "here")
 
 
-def test_episode_rows_read_from_their_cache_file_are_the_rows_of_the_split(tmp_path):
-    parts = []
-    for i, paths in enumerate([["a.mcap"] * 3 + ["b.mcap"] * 2, ["b.mcap"] * 2 + ["c.mcap"] * 4]):
-        split(paths, 2).save_to_disk(str(tmp_path / str(i)))
-        parts.append(datasets.load_from_disk(str(tmp_path / str(i))))
-    stored = datasets.concatenate_datasets(parts)  # two Arrow files; b.mcap's rows are in both
-    assert len(stored.cache_files) == 2
-    episodes = episode_rows(stored, "here")
+def stored(tmp_path, name: str, paths: list[str], batch_rows: int) -> datasets.Dataset:
+    """A split read from an Arrow stream file (datasets' cache format) of `batch_rows`-row record batches."""
+    table = split(paths, batch_rows).data.table
+    with pa.ipc.new_stream(str(tmp_path / f"{name}.arrow"), table.schema) as writer:
+        writer.write_table(table)
+    return datasets.Dataset.from_file(str(tmp_path / f"{name}.arrow"))
+
+
+def test_episode_rows_read_from_their_record_batches_are_the_rows_of_the_split(tmp_path):
+    parts = [stored(tmp_path, "0", ["a.mcap"] * 3 + ["b.mcap"] * 2, 2), stored(tmp_path, "1", ["b.mcap"] * 2 + ["c.mcap"] * 4, 2)]
+    joined = datasets.concatenate_datasets(parts)  # two Arrow files; b.mcap's rows are in both
+    episodes = episode_rows(joined, "here")
     assert [(rows.episode_path, rows.start, rows.stop) for rows in episodes] == [
         ("a.mcap", 0, 3), ("b.mcap", 3, 7), ("c.mcap", 7, 11)]
-    files = [cache_file["filename"] for cache_file in stored.cache_files]
-    assert [rows.cache_file for rows in episodes] == [(files[0], 0), None, (files[1], 5)]
+    files = [str(tmp_path / "0.arrow"), str(tmp_path / "1.arrow")]
+    assert [(rows.stored_from.path, rows.stored_from.first_row) if rows.stored_from else None for rows in episodes] == [
+        (files[0], 0), None, (files[1], 7)]  # c.mcap starts in the second 2-row batch of the second file
     for rows in episodes:
-        assert rows.table().equals(stored.data.table.slice(rows.start, len(rows)))
+        assert rows.table().equals(joined.data.table.slice(rows.start, len(rows)))
 
 
-def test_episode_rows_of_an_in_memory_split_have_no_cache_file():
-    (rows,) = episode_rows(split(["a.mcap"] * 3, 2), "here")
-    assert rows.cache_file is None and rows.table().num_rows == 3
+@pytest.mark.parametrize("make", [
+    lambda disk: datasets.concatenate_datasets([disk.select(range(5, 10)), split(["b.mcap"] * 5, 2)]),
+    lambda disk: disk.select(range(3, 10)),
+    lambda disk: split(["a.mcap"] * 3, 2),
+], ids=["slice of a file and rows in memory", "slice of a file", "in memory"])
+def test_episode_rows_not_simply_stored_are_read_through_the_dataset(tmp_path, make):
+    dataset = make(stored(tmp_path, "disk", ["a.mcap"] * 5 + ["c.mcap"] * 5, 2))
+    episodes = episode_rows(dataset, "here")
+    flat = dataset.flatten_indices() if dataset._indices is not None else dataset
+    for rows in episodes:
+        assert rows.table().to_pylist() == flat.data.table.slice(rows.start, len(rows)).to_pylist()
+    assert [rows.episode_path for rows in episodes] == list(dict.fromkeys(flat["episode_path"]))

@@ -13,6 +13,7 @@ can each read their own episodes.
 
 from __future__ import annotations
 
+import bisect
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ import pyarrow.compute as pc
 
 from .._registry import builder_class
 from ..builder_base import RecordingsBuilder, recordings_data_files, stamped_files
-from ..datasets_adapter import cache_root, has_indices_mapping, stamped_data_files
+from ..datasets_adapter import cache_root, has_indices_mapping, stamped_data_files, whole_arrow_files
 from ..metadata import METADATA_FILE, DatasetMetadata, read_dataset_metadata
 from ..recordings.episodes import find_episodes
 from ..recordings.errors import NoRecordingsError
@@ -37,6 +38,16 @@ _EVENT_DATASET_FILES = (".parquet", ".arrow", ".json")  # what a remote event da
 
 
 @dataclass(frozen=True)
+class StoredBatch:
+    """A record batch of an Arrow stream file (datasets' cache format): where its message starts, and the
+    split's row it starts with."""
+
+    path: str
+    offset: int  # bytes
+    first_row: int
+
+
+@dataclass(frozen=True)
 class EpisodeRows:
     """The event rows of one episode: rows [start, stop) of one split, ordered by time."""
 
@@ -44,15 +55,23 @@ class EpisodeRows:
     start: int
     stop: int
     episode_path: str
-    cache_file: tuple[str, int] | None = None  # (the Arrow file holding all the rows, the split's row it starts at)
+    stored_from: StoredBatch | None = None  # the batch the rows start in, when all of them are in its file
 
     def table(self) -> pa.Table:
-        """The rows. Rows in a cache file are read through a memory map of their own, unmapped with the table:
-        the pages one episode reads do not stay resident while later episodes are converted."""
-        if self.cache_file is None:
+        """The rows. Stored rows are read from their own record batches through a memory map of their own,
+        unmapped with the table: the pages one episode reads do not stay resident while later ones are
+        converted, and no other batch of the file is touched."""
+        if self.stored_from is None:
             return self.dataset.data.table.slice(self.start, len(self))
-        path, first_row = self.cache_file
-        return pa.ipc.open_stream(pa.memory_map(path)).read_all().slice(self.start - first_row, len(self))
+        batch = self.stored_from
+        source = pa.memory_map(batch.path)
+        schema = pa.ipc.read_schema(pa.ipc.read_message(source))  # a stream starts with its schema
+        source.seek(batch.offset)
+        batches, end = [], batch.first_row
+        while end < self.stop:
+            batches.append(pa.ipc.read_record_batch(pa.ipc.read_message(source), schema))
+            end += batches[-1].num_rows
+        return pa.Table.from_batches(batches, schema).slice(self.start - batch.first_row, len(self))
 
     def __len__(self) -> int:
         return self.stop - self.start
@@ -166,24 +185,38 @@ def episode_rows(dataset: datasets.Dataset, where: str) -> list[EpisodeRows]:
     if len(set(names)) != len(names):
         raise ValueError(f"{where}: rows of one episode are not contiguous (the event dataset is not ordered by episode)")
     stops = starts[1:] + [offset]
-    files = _cache_file_rows(dataset)
-    return [EpisodeRows(dataset, start, stop, name, next(((path, first) for path, first, end in files
-                                                           if first <= start and stop <= end), None))
-            for start, stop, name in zip(starts, stops, names)]
+    batches = _stored_batches(dataset)
+    first_rows = [batch.first_row for batch in batches]
+    episodes = []
+    for start, stop, name in zip(starts, stops, names):
+        i = bisect.bisect_right(first_rows, start) - 1
+        same_file = batches and all(batch.path == batches[i].path for batch in batches[i : bisect.bisect_left(first_rows, stop)])
+        episodes.append(EpisodeRows(dataset, start, stop, name, batches[i] if same_file else None))
+    return episodes
 
 
-def _cache_file_rows(dataset: datasets.Dataset) -> list[tuple[str, int, int]]:
-    """(path, first row, end row) of each Arrow file the split's rows are stored in, in order; none when
-    some rows are not in them (an in-memory dataset) or the files hold other columns."""
-    spans, first = [], 0
-    for cache_file in dataset.cache_files:
-        reader = pa.ipc.open_stream(pa.memory_map(cache_file["filename"]))
-        if not reader.schema.equals(dataset.data.schema, check_metadata=False):
+def _stored_batches(dataset: datasets.Dataset) -> list[StoredBatch]:
+    """Every record batch of the Arrow files that hold exactly the split's rows, in order; none when the rows
+    are not simply those files (in memory, sliced, other columns) or the files hold other than record batches."""
+    batches: list[StoredBatch] = []
+    first_row = 0
+    for path in whole_arrow_files(dataset) or []:
+        source = pa.memory_map(path)
+        schema = pa.ipc.read_schema(pa.ipc.read_message(source))
+        if not schema.equals(dataset.data.schema, check_metadata=False):
             return []
-        end = first + sum(batch.num_rows for batch in reader)
-        spans.append((cache_file["filename"], first, end))
-        first = end
-    return spans if first == dataset.num_rows else []
+        while True:
+            offset = source.tell()
+            try:
+                message = pa.ipc.read_message(source)
+            except EOFError:
+                break
+            if message.type != "record batch":  # e.g. dictionary batches: read through the dataset instead
+                return []
+            rows = pa.ipc.read_record_batch(message, schema).num_rows
+            batches.append(StoredBatch(path, offset, first_row))
+            first_row += rows
+    return batches if first_row == dataset.num_rows else []
 
 
 class EventRowsBuilder(RecordingsBuilder):
